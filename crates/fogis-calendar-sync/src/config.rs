@@ -1,0 +1,154 @@
+//! Configuration: parsed once, from CLI flags and environment variables (flags win), into typed
+//! values. Every option has a default that runs on a laptop with nothing else set up.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+
+/// A secret that never shows itself in `Debug` output or logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_string()))
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Options shared by every subcommand that touches the state.
+#[derive(Debug, Clone, Args)]
+pub struct StateOpts {
+    /// Directory for the SQLite state (`state.db`).
+    #[arg(long, env = "DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Time zone the events are shown in (IANA name).
+    #[arg(long, env = "TIMEZONE", default_value = "Europe/Stockholm")]
+    pub timezone: chrono_tz::Tz,
+    /// Length of a match event in minutes.
+    #[arg(long, env = "MATCH_DURATION_MINUTES", default_value_t = 120,
+          value_parser = clap::value_parser!(u32).range(1..=1440))]
+    pub match_duration_minutes: u32,
+    /// Reminder before kick-off in minutes (0 = no reminder).
+    #[arg(long, env = "REMINDER_MINUTES", default_value_t = 2880,
+          value_parser = clap::value_parser!(u32).range(0..=40320))]
+    pub reminder_minutes: u32,
+    /// Name of the calendar shown by calendar apps.
+    #[arg(long, env = "CALENDAR_NAME", default_value = "FOGIS matches")]
+    pub calendar_name: String,
+}
+
+/// Redis options shared by `serve` and `publish`.
+#[derive(Debug, Clone, Args)]
+pub struct RedisOpts {
+    /// Redis to subscribe to (`redis://[user:password@]host:port[/db]`, `rediss://` for TLS).
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        hide_env_values = true
+    )]
+    pub redis_url: String,
+    /// Subscribe to Redis pub/sub (`false`: HTTP only).
+    #[arg(long, env = "REDIS_PUBSUB_ENABLED", default_value_t = true, action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub redis_pubsub_enabled: bool,
+    /// The calendar service's name for the same switch; both must be on.
+    #[arg(long, env = "REDIS_ENABLED", default_value_t = true, action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub redis_enabled: bool,
+    /// Channels carrying match updates (comma list).
+    #[arg(
+        long,
+        env = "REDIS_MATCH_CHANNELS",
+        value_delimiter = ',',
+        default_value = "fogis_matches,fogis:matches:updates,fogis:matches:updates:v2,fogis:matches:updates:v1,match_updates_v2,match_updates_v1"
+    )]
+    pub redis_match_channels: Vec<String>,
+    /// Channels carrying processing status and system alerts (comma list).
+    #[arg(
+        long,
+        env = "REDIS_STATUS_CHANNELS",
+        value_delimiter = ',',
+        default_value = "fogis_status,fogis:processor:status,fogis:system:alerts"
+    )]
+    pub redis_status_channels: Vec<String>,
+    /// Largest accepted Redis message in bytes; larger ones are counted and quarantined.
+    #[arg(long, env = "REDIS_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub redis_max_message_bytes: usize,
+}
+
+impl RedisOpts {
+    /// Whether the subscriber runs.
+    pub fn enabled(&self) -> bool {
+        self.redis_pubsub_enabled && self.redis_enabled
+    }
+
+    fn channels(list: &[String]) -> Vec<String> {
+        list.iter()
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty())
+            .collect()
+    }
+
+    /// The library's subscriber configuration.
+    pub fn subscriber_config(
+        &self,
+    ) -> Result<fogis_pubsub::SubscriberConfig, fogis_pubsub::ConfigError> {
+        Ok(fogis_pubsub::SubscriberConfig {
+            redis_url: fogis_pubsub::RedisUrl::new(self.redis_url.clone())?,
+            match_channels: Self::channels(&self.redis_match_channels),
+            status_channels: Self::channels(&self.redis_status_channels),
+            enabled: self.enabled(),
+            max_message_bytes: self.redis_max_message_bytes,
+            ..fogis_pubsub::SubscriberConfig::default()
+        })
+    }
+}
+
+/// Options of `serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeOpts {
+    #[command(flatten)]
+    pub state: StateOpts,
+    #[command(flatten)]
+    pub redis: RedisOpts,
+    /// Address the HTTP API listens on.
+    #[arg(long, env = "BIND", default_value = "127.0.0.1:9083")]
+    pub bind: SocketAddr,
+    /// Bearer token required on POST routes when set.
+    #[arg(long, env = "API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<Secret>,
+    /// Token required as `?token=` on the feeds when set.
+    #[arg(long, env = "FEED_TOKEN", hide_env_values = true)]
+    pub feed_token: Option<Secret>,
+    /// Largest accepted HTTP body in bytes.
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+}

@@ -1,0 +1,160 @@
+//! # fogis-calendar-sync
+//!
+//! A football referee's calendar that follows FOGIS. Every match-update message is the referee's
+//! whole match list (a [`fogis_pubsub::Snapshot`]); the [`engine::Engine`] plans it against the
+//! SQLite state ([`reconcile::plan`], pure) and applies the plan in one transaction, so
+//! duplicates, replays and reordering change nothing. The state is served as an iCalendar feed
+//! ([`ics`]) and over a small HTTP API ([`server`]).
+//!
+//! The service is a library: [`run`] takes its configuration, a bound listener and a shutdown
+//! token, so tests start it on port 0 and stop it explicitly.
+
+pub mod config;
+pub mod engine;
+pub mod ics;
+pub mod mask;
+pub mod metrics;
+pub mod model;
+pub mod pipeline;
+pub mod reconcile;
+pub mod server;
+pub mod sinks;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::Duration;
+use fogis_pubsub::{DecodeError, Message};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{ServeOpts, StateOpts};
+use crate::engine::{Applied, ApplyError, Engine, EngineSettings};
+use crate::store::Store;
+
+/// Why an input was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// Bad input: it was kept in the quarantine and changed nothing.
+    #[error("{0}")]
+    Rejected(String),
+    /// A status or alert message: recorded, never applied.
+    #[error("{0} message")]
+    NotAMatchUpdate(&'static str),
+    /// The state could not be written.
+    #[error("{0}")]
+    Fatal(String),
+}
+
+/// Opens the state and builds the engine.
+pub fn open_engine(opts: &StateOpts) -> anyhow::Result<Engine> {
+    use anyhow::Context;
+    let store = Store::open_dir(&opts.data_dir)
+        .with_context(|| format!("opening the state in {}", opts.data_dir.display()))?;
+    Ok(Engine::new(store, engine_settings(opts))?)
+}
+
+pub fn engine_settings(opts: &StateOpts) -> EngineSettings {
+    EngineSettings {
+        timezone: opts.timezone,
+        match_duration: Duration::minutes(i64::from(opts.match_duration_minutes)),
+        reminder_minutes: (opts.reminder_minutes > 0).then_some(opts.reminder_minutes),
+        calendar_name: opts.calendar_name.clone(),
+    }
+}
+
+/// Decodes and applies one message; bad input is quarantined. Blocking (SQLite).
+pub fn apply_bytes(engine: &Engine, bytes: &[u8], origin: &str) -> Result<Applied, IngestError> {
+    let reject = |reason: String| {
+        tracing::warn!(%origin, reason = %mask::mask_pii(&reason), "rejected input");
+        engine.quarantine(origin, &reason, bytes);
+        IngestError::Rejected(reason)
+    };
+    let message = match fogis_pubsub::decode(bytes) {
+        Ok(m) => m,
+        Err(DecodeError::Empty) => return Err(reject("empty body: post a match update".into())),
+        Err(e) => return Err(reject(e.to_string())),
+    };
+    let snapshot = match message {
+        Message::Matches(s) => s,
+        Message::Status(_) => return Err(IngestError::NotAMatchUpdate("processing_status")),
+        Message::Alert(_) => return Err(IngestError::NotAMatchUpdate("system_alert")),
+    };
+    match engine.apply(&snapshot, origin, false) {
+        Ok(applied) => {
+            log_applied(&applied, origin);
+            Ok(applied)
+        }
+        Err(e @ ApplyError::AllRejected(_)) => Err(reject(e.to_string())),
+        Err(ApplyError::Store(e)) => Err(IngestError::Fatal(e.to_string())),
+    }
+}
+
+fn log_applied(applied: &Applied, origin: &str) {
+    let c = applied.counts;
+    if applied.duplicate {
+        tracing::info!(%origin, message_id = ?applied.message_id, "duplicate message, already applied");
+    } else {
+        tracing::info!(
+            %origin,
+            message_id = ?applied.message_id,
+            created = c.created,
+            updated = c.updated,
+            cancelled = c.cancelled,
+            withdrawn = c.withdrawn,
+            unchanged = c.unchanged,
+            rejected = c.rejected,
+            "sync applied"
+        );
+    }
+}
+
+/// Runs the service until `shutdown` is cancelled.
+pub async fn run(
+    opts: ServeOpts,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let state_opts = opts.state.clone();
+    let engine = tokio::task::spawn_blocking(move || open_engine(&state_opts)).await??;
+    let engine = Arc::new(engine);
+    let metrics = Arc::new(metrics::Metrics::default());
+    let sub_config = opts.redis.subscriber_config()?;
+    if sub_config.enabled {
+        tracing::info!(
+            redis = %sub_config.redis_url.redacted(),
+            channels = sub_config.match_channels.len() + sub_config.status_channels.len(),
+            "Redis pub/sub enabled"
+        );
+    } else {
+        tracing::info!("Redis pub/sub disabled (REDIS_PUBSUB_ENABLED / REDIS_ENABLED): HTTP only");
+    }
+    let subscriber = fogis_pubsub::drive(
+        sub_config,
+        pipeline::CalendarTarget::new(engine.clone(), metrics.clone()),
+    );
+    let addr = listener.local_addr()?;
+    if !addr.ip().is_loopback() && opts.api_token.is_none() {
+        tracing::warn!(%addr, "listening beyond loopback without API_TOKEN: anyone who can reach this port can change the calendar");
+    }
+    let state = server::AppState {
+        engine,
+        metrics,
+        subscriber: subscriber.clone(),
+        api_token: opts.api_token.clone(),
+        feed_token: opts.feed_token.clone(),
+        max_body_bytes: opts.max_body_bytes,
+        started: Instant::now(),
+    };
+    tracing::info!(%addr, data_dir = %opts.state.data_dir.display(), "fogis-calendar-sync listening");
+    let app = server::router(state).merge(fogis_pubsub::http::router(subscriber.clone()));
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await;
+    subscriber.shutdown();
+    subscriber.join().await;
+    served?;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,345 @@
+//! A match as the calendar knows it: [`MatchRecord`], everything one event shows, normalised and
+//! placed in time, with the content hash that decides whether an event must change.
+//!
+//! Lossy message forms (enhanced 2.0, simplified legacy) do not carry every field. A field a
+//! message does not carry keeps the value already stored, so the same list sent in a poorer
+//! form changes nothing; a raw FOGIS referee list replaces the stored one as a whole.
+
+use chrono::{DateTime, LocalResult, TimeZone, Utc};
+use fogis_pubsub::{Kickoff, Match, MatchForm, Referee, TeamContact};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Everything one calendar event shows about a match. The content hash covers all of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MatchRecord {
+    pub match_id: i64,
+    pub match_nr: Option<String>,
+    pub home_team: Option<String>,
+    pub away_team: Option<String>,
+    pub start: DateTime<Utc>,
+    pub venue: Option<String>,
+    pub venue_address: Option<String>,
+    pub coordinates: Option<(f64, f64)>,
+    pub competition: Option<String>,
+    pub cancelled: bool,
+    pub postponed: bool,
+    pub interrupted: bool,
+    pub referees: Vec<Referee>,
+    pub team_contacts: Vec<TeamContact>,
+}
+
+impl MatchRecord {
+    /// SHA-256 (hex) of the canonical JSON of the record: changes exactly when what the event
+    /// shows changes.
+    pub fn content_hash(&self) -> String {
+        // Serialising a struct of plain fields cannot fail; fall back to Debug text all the same.
+        let bytes = serde_json::to_vec(self).unwrap_or_else(|_| format!("{self:?}").into_bytes());
+        hex(&Sha256::digest(&bytes))
+    }
+
+    /// `Home - Away`, with a placeholder for an unknown side.
+    pub fn title(&self) -> String {
+        format!(
+            "{} - {}",
+            self.home_team.as_deref().unwrap_or("?"),
+            self.away_team.as_deref().unwrap_or("?")
+        )
+    }
+
+    /// The public match page.
+    pub fn match_url(&self) -> String {
+        format!("https://www.svenskfotboll.se/matchfakta/{}/", self.match_id)
+    }
+
+    /// The event description: match number, competition, referees (role, name, mobile), team
+    /// contacts and the match link, one fact a line.
+    pub fn description(&self) -> String {
+        let mut lines = Vec::new();
+        if let Some(nr) = &self.match_nr {
+            lines.push(format!("Match {nr}"));
+        }
+        if let Some(c) = &self.competition {
+            lines.push(c.clone());
+        }
+        if self.cancelled {
+            lines.push("INSTÄLLD (cancelled)".to_string());
+        }
+        if self.postponed {
+            lines.push("UPPSKJUTEN (postponed)".to_string());
+        }
+        if !self.referees.is_empty() {
+            lines.push(String::new());
+            lines.push("Referees:".to_string());
+            for r in &self.referees {
+                let role = r
+                    .role_short
+                    .as_deref()
+                    .or(r.role.as_deref())
+                    .unwrap_or("Domare");
+                let mut line = format!("{role}: {}", r.name);
+                if let Some(m) = r.mobile.as_deref().or(r.phone.as_deref()) {
+                    line.push_str(&format!(", Mobil: {m}"));
+                }
+                lines.push(line);
+            }
+        }
+        if !self.team_contacts.is_empty() {
+            lines.push(String::new());
+            lines.push("Team contacts:".to_string());
+            for c in &self.team_contacts {
+                let mut line = match &c.team {
+                    Some(t) => format!("{t}: {}", c.name),
+                    None => c.name.clone(),
+                };
+                if c.reserve {
+                    line.push_str(" (reserv)");
+                }
+                if let Some(m) = &c.mobile {
+                    line.push_str(&format!(", Mobil: {m}"));
+                } else if let Some(p) = &c.phone {
+                    line.push_str(&format!(", Tel: {p}"));
+                }
+                if let Some(e) = &c.email {
+                    line.push_str(&format!(", {e}"));
+                }
+                lines.push(line);
+            }
+        }
+        lines.push(String::new());
+        lines.push(format!("Match Details: {}", self.match_url()));
+        lines.join("\n")
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Resolves a kick-off to an instant; a local wall time is read in `tz`.
+pub fn resolve_kickoff(kickoff: Kickoff, tz: chrono_tz::Tz) -> Result<DateTime<Utc>, String> {
+    match kickoff {
+        Kickoff::Utc(t) => Ok(t),
+        Kickoff::Local(local) => match tz.from_local_datetime(&local) {
+            LocalResult::Single(t) => Ok(t.with_timezone(&Utc)),
+            // A kick-off in the hour that is repeated at the end of summer time: the first one.
+            LocalResult::Ambiguous(first, _) => Ok(first.with_timezone(&Utc)),
+            LocalResult::None => Err(format!(
+                "kick-off {local} does not exist in {tz} (clocks skip that hour)"
+            )),
+        },
+    }
+}
+
+/// Builds the record for an incoming match, keeping what `stored` knows wherever the message is
+/// silent (see the module doc).
+pub fn normalize(
+    incoming: &Match,
+    stored: Option<&MatchRecord>,
+    tz: chrono_tz::Tz,
+) -> Result<MatchRecord, String> {
+    let start = resolve_kickoff(incoming.kickoff, tz)?;
+    let keep = |new: &Option<String>, old: fn(&MatchRecord) -> &Option<String>| {
+        new.clone().or_else(|| stored.and_then(|s| old(s).clone()))
+    };
+    let referees = match &incoming.referees {
+        Some(list) if incoming.form == MatchForm::Raw => list.clone(),
+        Some(list) => merge_referees(list, stored.map(|s| s.referees.as_slice()).unwrap_or(&[])),
+        None => stored.map(|s| s.referees.clone()).unwrap_or_default(),
+    };
+    let team_contacts = match &incoming.team_contacts {
+        Some(list) => list.clone(),
+        None => stored.map(|s| s.team_contacts.clone()).unwrap_or_default(),
+    };
+    let flag = |new: Option<bool>, old: fn(&MatchRecord) -> bool| {
+        new.or_else(|| stored.map(old)).unwrap_or(false)
+    };
+    Ok(MatchRecord {
+        match_id: incoming.match_id,
+        match_nr: keep(&incoming.match_nr, |s| &s.match_nr),
+        home_team: keep(&incoming.home_team, |s| &s.home_team),
+        away_team: keep(&incoming.away_team, |s| &s.away_team),
+        start,
+        venue: keep(&incoming.venue, |s| &s.venue),
+        venue_address: keep(&incoming.venue_address, |s| &s.venue_address),
+        coordinates: incoming
+            .coordinates
+            .or_else(|| stored.and_then(|s| s.coordinates)),
+        competition: keep(&incoming.competition, |s| &s.competition),
+        cancelled: flag(incoming.cancelled, |s| s.cancelled),
+        postponed: flag(incoming.postponed, |s| s.postponed),
+        interrupted: flag(incoming.interrupted, |s| s.interrupted),
+        referees,
+        team_contacts,
+    })
+}
+
+/// A lossy referee list (names, perhaps roles) over the stored full one: a referee known by name
+/// keeps their stored details; a new name takes the role of the stored referee in its place.
+fn merge_referees(incoming: &[Referee], stored: &[Referee]) -> Vec<Referee> {
+    incoming
+        .iter()
+        .enumerate()
+        .map(|(i, new)| {
+            let known = stored
+                .iter()
+                .find(|s| s.name.trim().eq_ignore_ascii_case(new.name.trim()));
+            match known {
+                Some(old) => overlay(old.clone(), new),
+                None => {
+                    let mut r = new.clone();
+                    if r.role.is_none() && r.role_short.is_none() {
+                        if let Some(slot) = stored.get(i) {
+                            r.role = slot.role.clone();
+                            r.role_short = slot.role_short.clone();
+                        }
+                    }
+                    r
+                }
+            }
+        })
+        .collect()
+}
+
+fn overlay(mut base: Referee, new: &Referee) -> Referee {
+    macro_rules! take {
+        ($($f:ident),*) => { $( if new.$f.is_some() { base.$f = new.$f.clone(); } )* };
+    }
+    take!(
+        role,
+        role_short,
+        referee_number,
+        referee_id,
+        mobile,
+        phone,
+        email,
+        address
+    );
+    base
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use chrono::NaiveDate;
+    use fogis_pubsub::{decode, Message};
+
+    fn snapshot(name: &str) -> Vec<Match> {
+        let path = format!("{}/../../fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        match decode(&std::fs::read(path).unwrap()).unwrap() {
+            Message::Matches(s) => s.matches,
+            _ => panic!(),
+        }
+    }
+
+    const TZ: chrono_tz::Tz = chrono_tz::Europe::Stockholm;
+
+    #[test]
+    fn lossy_forms_of_the_same_list_keep_the_same_hash() {
+        let full = snapshot("processor_match_updates.json");
+        let records: Vec<MatchRecord> = full
+            .iter()
+            .map(|m| normalize(m, None, TZ).unwrap())
+            .collect();
+        for name in [
+            "enhanced_v2.json",
+            "legacy_simplified.json",
+            "seed_flat.json",
+        ] {
+            for (m, stored) in snapshot(name).iter().zip(&records) {
+                let again = normalize(m, Some(stored), TZ).unwrap();
+                assert_eq!(&again, stored, "{name} match {}", m.match_id);
+                assert_eq!(again.content_hash(), stored.content_hash());
+            }
+        }
+    }
+
+    #[test]
+    fn a_new_referee_in_a_lossy_list_takes_the_role_of_its_slot() {
+        let previous = vec![
+            Referee {
+                name: "A".into(),
+                role_short: Some("Dom".into()),
+                mobile: Some("1".into()),
+                ..Default::default()
+            },
+            Referee {
+                name: "B".into(),
+                role_short: Some("AD1".into()),
+                ..Default::default()
+            },
+        ];
+        let incoming = vec![
+            Referee {
+                name: "A".into(),
+                ..Default::default()
+            },
+            Referee {
+                name: "C".into(),
+                ..Default::default()
+            },
+        ];
+        let merged = merge_referees(&incoming, &previous);
+        assert_eq!(merged[0], previous[0]);
+        assert_eq!(merged[1].name, "C");
+        assert_eq!(merged[1].role_short.as_deref(), Some("AD1"));
+    }
+
+    #[test]
+    fn local_kickoff_is_dst_correct() {
+        let summer = NaiveDate::from_ymd_opt(2025, 5, 6)
+            .unwrap()
+            .and_hms_opt(18, 30, 0)
+            .unwrap();
+        let t = resolve_kickoff(Kickoff::Local(summer), TZ).unwrap();
+        assert_eq!(t.to_rfc3339(), "2025-05-06T16:30:00+00:00");
+        let winter = NaiveDate::from_ymd_opt(2025, 1, 6)
+            .unwrap()
+            .and_hms_opt(18, 30, 0)
+            .unwrap();
+        let t = resolve_kickoff(Kickoff::Local(winter), TZ).unwrap();
+        assert_eq!(t.to_rfc3339(), "2025-01-06T17:30:00+00:00");
+        let gap = NaiveDate::from_ymd_opt(2025, 3, 30)
+            .unwrap()
+            .and_hms_opt(2, 30, 0)
+            .unwrap();
+        assert!(resolve_kickoff(Kickoff::Local(gap), TZ)
+            .unwrap_err()
+            .contains("does not exist"));
+    }
+
+    #[test]
+    fn the_hash_sees_every_shown_field() {
+        let base = normalize(&snapshot("processor_match_updates.json")[0], None, TZ).unwrap();
+        let h = base.content_hash();
+        let mut changed = base.clone();
+        changed.referees[1].mobile = Some("0709999999".into());
+        assert_ne!(changed.content_hash(), h);
+        let mut changed = base.clone();
+        changed.team_contacts[0].email = None;
+        assert_ne!(changed.content_hash(), h);
+        let mut changed = base.clone();
+        changed.venue = Some("Elsewhere".into());
+        assert_ne!(changed.content_hash(), h);
+        assert_eq!(base.clone().content_hash(), h);
+    }
+
+    #[test]
+    fn description_lists_the_facts() {
+        let r = normalize(&snapshot("processor_match_updates.json")[0], None, TZ).unwrap();
+        let d = r.description();
+        assert!(
+            d.starts_with("Match 000402010\nLigacupen Elit Västra\n"),
+            "{d}"
+        );
+        assert!(d.contains("Dom: John Doe, Mobil: 0700000000"), "{d}");
+        assert!(d.contains("AD2: Alice Andersson, Mobil: 0700000001"), "{d}");
+        assert!(
+            d.contains("Team contacts:\nIFK Göteborg: Team Contact 1"),
+            "{d}"
+        );
+        assert!(d.ends_with("Match Details: https://www.svenskfotboll.se/matchfakta/6186203/"));
+        assert_eq!(r.title(), "IFK Göteborg - Falkenbergs FF");
+    }
+}

@@ -1,0 +1,111 @@
+//! The bridge from the Redis subscriber to the engine: every snapshot the subscriber hands over
+//! is applied on a blocking thread (SQLite), counted, and timed from its envelope timestamp to
+//! the commit. Rejected payloads go to the quarantine.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use chrono::Utc;
+use fogis_pubsub::{BoxFuture, HandlerOutcome, MatchUpdate, RejectedPayload, SyncTarget};
+
+use crate::engine::{ApplyError, Engine};
+use crate::mask::mask_pii;
+use crate::metrics::Metrics;
+
+/// Applies snapshots from Redis to the engine.
+#[derive(Debug)]
+pub struct CalendarTarget {
+    pub engine: Arc<Engine>,
+    pub metrics: Arc<Metrics>,
+    /// Number of applied syncs, for the "sync #n applied" log line.
+    syncs: AtomicU64,
+}
+
+impl CalendarTarget {
+    pub fn new(engine: Arc<Engine>, metrics: Arc<Metrics>) -> Self {
+        CalendarTarget {
+            engine,
+            metrics,
+            syncs: AtomicU64::new(0),
+        }
+    }
+
+    async fn apply(&self, update: MatchUpdate) -> HandlerOutcome {
+        let channel = update.channel.clone();
+        tracing::info!(
+            %channel,
+            matches = update.snapshot.matches.len(),
+            message_id = ?update.snapshot.meta.message_id,
+            "received {} matches on {channel}",
+            update.snapshot.matches.len()
+        );
+        let engine = self.engine.clone();
+        let origin = format!("redis:{channel}");
+        let sent_at = update.snapshot.meta.timestamp;
+        let result = tokio::task::spawn_blocking(move || {
+            let r = engine.apply(&update.snapshot, &origin, false);
+            if let Err(ApplyError::AllRejected(_)) = &r {
+                let raw = serde_json::to_vec(&update.snapshot.metadata).unwrap_or_default();
+                let reason = r.as_ref().err().map(ToString::to_string).unwrap_or_default();
+                engine.quarantine(&origin, &reason, &raw);
+            }
+            r
+        })
+        .await;
+        match result {
+            Ok(Ok(applied)) if applied.duplicate => {
+                self.metrics.count_message(&channel, "duplicate");
+                tracing::info!(%channel, message_id = ?applied.message_id, "duplicate message, already applied");
+                HandlerOutcome::Duplicate
+            }
+            Ok(Ok(applied)) => {
+                if let Some(sent) = sent_at {
+                    let lag = (Utc::now() - sent).num_microseconds().unwrap_or(i64::MAX);
+                    self.metrics.lag.observe(lag as f64 / 1e6);
+                }
+                self.metrics.count_message(&channel, "applied");
+                let n = self.syncs.fetch_add(1, Ordering::Relaxed) + 1;
+                let c = applied.counts;
+                let summary = format!(
+                    "created {}, updated {}, cancelled {}, withdrawn {}, unchanged {}, rejected {}",
+                    c.created, c.updated, c.cancelled, c.withdrawn, c.unchanged, c.rejected
+                );
+                tracing::info!(%channel, message_id = ?applied.message_id, "sync #{n} applied: {summary}");
+                HandlerOutcome::Applied { summary }
+            }
+            Ok(Err(e)) => {
+                self.metrics.count_message(&channel, "rejected");
+                let reason = e.to_string();
+                tracing::warn!(%channel, reason = %mask_pii(&reason), "snapshot not applied");
+                HandlerOutcome::Rejected { reason }
+            }
+            Err(join) => {
+                self.metrics.count_message(&channel, "rejected");
+                tracing::error!(error = %join, "applying a snapshot failed");
+                HandlerOutcome::Rejected {
+                    reason: "internal error".into(),
+                }
+            }
+        }
+    }
+}
+
+impl SyncTarget for CalendarTarget {
+    fn sync(&self, update: MatchUpdate) -> BoxFuture<'_, HandlerOutcome> {
+        Box::pin(self.apply(update))
+    }
+
+    fn on_rejected(&self, rejected: RejectedPayload) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            self.metrics.count_message(&rejected.channel, "rejected");
+            let engine = self.engine.clone();
+            let origin = format!("redis:{}", rejected.channel);
+            let reason = rejected.error.to_string();
+            tracing::warn!(channel = %rejected.channel, size = rejected.size, reason = %mask_pii(&reason), "rejected a Redis message");
+            let _ = tokio::task::spawn_blocking(move || {
+                engine.quarantine(&origin, &reason, &rejected.raw);
+            })
+            .await;
+        })
+    }
+}

@@ -1,0 +1,3 @@
+pub mod dav;
+pub mod phonebook;
+pub mod vcard;

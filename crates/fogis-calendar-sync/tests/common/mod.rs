@@ -1,0 +1,244 @@
+//! Helpers shared by the integration tests: a service started in-process on port 0, fixtures,
+//! and an iCalendar reader built on a real parser.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use fogis_calendar_sync::config::{LogFormat, RedisOpts, Secret, ServeOpts, StateOpts};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+pub fn fixture_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures")
+        .join(name)
+}
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(fixture_path(name)).unwrap()
+}
+
+pub fn fixture_json(name: &str) -> Value {
+    serde_json::from_slice(&fixture(name)).unwrap()
+}
+
+pub fn state_opts(dir: &Path) -> StateOpts {
+    StateOpts {
+        data_dir: dir.to_path_buf(),
+        timezone: chrono_tz::Europe::Stockholm,
+        match_duration_minutes: 120,
+        reminder_minutes: 2880,
+        calendar_name: "FOGIS matches".into(),
+    }
+}
+
+/// Redis options aimed at `url`; disabled when `None`.
+pub fn redis_opts(url: Option<&str>) -> RedisOpts {
+    RedisOpts {
+        redis_url: url.unwrap_or("redis://127.0.0.1:1").to_string(),
+        redis_pubsub_enabled: url.is_some(),
+        redis_enabled: true,
+        redis_match_channels: fogis_pubsub::config::DEFAULT_MATCH_CHANNELS.map(String::from).to_vec(),
+        redis_status_channels: fogis_pubsub::config::DEFAULT_STATUS_CHANNELS.map(String::from).to_vec(),
+        redis_max_message_bytes: 4 * 1024 * 1024,
+    }
+}
+
+pub fn serve_opts(dir: &Path) -> ServeOpts {
+    ServeOpts {
+        state: state_opts(dir),
+        redis: redis_opts(None),
+        bind: "127.0.0.1:0".parse().unwrap(),
+        api_token: None,
+        feed_token: None,
+        max_body_bytes: 4 * 1024 * 1024,
+        log_format: LogFormat::Pretty,
+    }
+}
+
+/// A service running in this process on a free port; stopped on drop.
+pub struct Service {
+    pub base: String,
+    pub dir: tempfile::TempDir,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    pub http: reqwest::Client,
+}
+
+impl Service {
+    pub async fn start() -> Service {
+        Service::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut ServeOpts)) -> Service {
+        let dir = tempfile::tempdir().unwrap();
+        Service::start_in(dir, tweak).await
+    }
+
+    pub async fn start_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut ServeOpts)) -> Service {
+        let mut opts = serve_opts(dir.path());
+        tweak(&mut opts);
+        let listener = tokio::net::TcpListener::bind(opts.bind).await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(fogis_calendar_sync::run(opts, listener, shutdown.clone()));
+        Service {
+            base,
+            dir,
+            shutdown,
+            task: Some(task),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Stops the service and waits for it; returns the data directory for a restart.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.dir, dir)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(self.url(path))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.http
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    pub async fn feed(&self) -> String {
+        let resp = self
+            .http
+            .get(self.url("/calendar.ics"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        resp.text().await.unwrap()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// One VEVENT as read back by the `icalendar` parser.
+#[derive(Debug, Clone, Default)]
+pub struct ParsedEvent {
+    pub uid: String,
+    pub props: std::collections::BTreeMap<String, String>,
+    pub dtstart_tzid: Option<String>,
+    pub alarm_trigger: Option<String>,
+}
+
+/// Parses a feed with the real `icalendar` parser; text values come back unescaped.
+pub fn parse_feed(text: &str) -> Vec<ParsedEvent> {
+    let unfolded = icalendar::parser::unfold(text);
+    let cal = icalendar::parser::read_calendar(&unfolded).unwrap();
+    let mut events = Vec::new();
+    for c in &cal.components {
+        if c.name != "VEVENT" {
+            continue;
+        }
+        let mut ev = ParsedEvent::default();
+        for p in &c.properties {
+            let name = p.name.to_string();
+            let value = p.val.to_string();
+            if name == "DTSTART" {
+                ev.dtstart_tzid = p
+                    .params
+                    .iter()
+                    .find(|x| x.key == "TZID")
+                    .and_then(|x| x.val.as_ref().map(|v| v.to_string()));
+            }
+            ev.props.insert(name, value);
+        }
+        for sub in &c.components {
+            if sub.name == "VALARM" {
+                ev.alarm_trigger = sub
+                    .properties
+                    .iter()
+                    .find(|p| p.name == "TRIGGER")
+                    .map(|p| p.val.to_string());
+            }
+        }
+        ev.uid = ev.props.get("UID").cloned().unwrap_or_default();
+        events.push(ev);
+    }
+    events
+}
+
+pub fn event(events: &[ParsedEvent], match_id: i64) -> &ParsedEvent {
+    let uid = fogis_calendar_sync::ics::uid(match_id);
+    events
+        .iter()
+        .find(|e| e.uid == uid)
+        .unwrap_or_else(|| panic!("no event {uid}"))
+}
+
+/// `/Date(ms)/` for an instant.
+pub fn tid(t: DateTime<Utc>) -> String {
+    format!("/Date({})/", t.timestamp_millis())
+}
+
+/// The production fixture's matches, re-dated to `days` days from now (one per entry), with a
+/// fresh message id.
+pub fn future_snapshot(days: &[i64], message_id: &str) -> Value {
+    let mut msg = fixture_json("processor_match_updates.json");
+    let template = msg["payload"]["matches"][0].clone();
+    let now = Utc::now();
+    let matches: Vec<Value> = days
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let mut m = template.clone();
+            m["matchid"] = Value::from(7_000_000 + i as i64);
+            m["matchnr"] = Value::from(format!("9000{i}"));
+            m["lag1namn"] = Value::from(format!("Home {i}"));
+            m["lag2namn"] = Value::from(format!("Away {i}"));
+            let start = (now + chrono::Duration::days(*d))
+                .date_naive()
+                .and_hms_opt(16, 0, 0)
+                .unwrap()
+                .and_utc();
+            m["tid"] = Value::from(tid(start));
+            m
+        })
+        .collect();
+    msg["payload"]["matches"] = Value::Array(matches);
+    msg["message_id"] = Value::from(message_id);
+    msg
+}
+
+pub fn secret(s: &str) -> Option<Secret> {
+    Some(Secret::new(s))
+}

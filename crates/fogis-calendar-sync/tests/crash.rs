@@ -1,0 +1,173 @@
+//! SIGKILL in the middle of a stream of snapshots loses and duplicates nothing.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Proc {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start(dir: &std::path::Path, port: u16) -> Proc {
+    let child = Command::new(env!("CARGO_BIN_EXE_fogis-calendar-sync"))
+        .arg("serve")
+        .env("BIND", format!("127.0.0.1:{port}"))
+        .env("DATA_DIR", dir)
+        .env("REDIS_ENABLED", "false")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let http = reqwest::Client::new();
+    loop {
+        if let Ok(r) = http.get(format!("{base}/health")).send().await {
+            if r.status().is_success() {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "service did not become healthy");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Proc { child, base }
+}
+
+/// Snapshot number `i`: match 7000000 kicks off `i` minutes later than in snapshot 0.
+fn snapshot(i: i64, base_ms: i64) -> Value {
+    let mut s = future_snapshot(&[30, 31], &format!("stream-{i}"));
+    s["payload"]["matches"][0]["tid"] = json!(format!("/Date({})/", base_ms + i * 60_000));
+    s
+}
+
+fn start_of(matches: &Value, id: i64) -> i64 {
+    let m = matches["matches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["match_id"] == id)
+        .unwrap();
+    chrono::DateTime::parse_from_rfc3339(m["start"].as_str().unwrap())
+        .unwrap()
+        .timestamp_millis()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_stream_loses_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base_ms =
+        (chrono::Utc::now() + chrono::Duration::days(60)).timestamp_millis() / 60_000 * 60_000;
+    let http = reqwest::Client::new();
+    let acked = Arc::new(AtomicI64::new(-1));
+    let mut next = 0i64;
+
+    for round in 0..3 {
+        let proc = start(dir.path(), port).await;
+        if round > 0 {
+            // After the kill: the state is the last acknowledged snapshot or the one in flight.
+            let matches: Value = http
+                .get(format!("{}/matches", proc.base))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let a = acked.load(Ordering::SeqCst);
+            let got = (start_of(&matches, 7_000_000) - base_ms) / 60_000;
+            assert!(
+                got == a || got == a + 1,
+                "state is snapshot {got}, last acknowledged {a}"
+            );
+            // Replaying the last acknowledged snapshot is a duplicate.
+            let (status, body) = post(&http, &proc.base, &snapshot(a, base_ms)).await;
+            assert_eq!(status, 200);
+            assert_eq!(body["duplicate"], true, "{body}");
+            // Exactly one event per match in the feed.
+            let feed = http
+                .get(format!("{}/calendar.ics", proc.base))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            assert_eq!(parse_feed(&feed).len(), 2);
+            next = got + 1;
+        }
+        // Stream snapshots and kill the process while they flow.
+        let base = proc.base.clone();
+        let acked2 = acked.clone();
+        let http2 = http.clone();
+        let streamer = tokio::spawn(async move {
+            let mut i = next;
+            loop {
+                match post(&http2, &base, &snapshot(i, base_ms)).await {
+                    (200, _) => acked2.store(i, Ordering::SeqCst),
+                    _ => break,
+                }
+                i += 1;
+            }
+        });
+        // Let a few dozen snapshots land, then kill at a point that varies by round.
+        let want = acked.load(Ordering::SeqCst) + 20 + round * 7;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while acked.load(Ordering::SeqCst) < want && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        drop(proc); // SIGKILL
+        let _ = streamer.await;
+    }
+
+    // A last start: the final state, then the stream completed to the end.
+    let proc = start(dir.path(), port).await;
+    let a = acked.load(Ordering::SeqCst);
+    assert!(a >= 60, "only {a} snapshots were acknowledged");
+    let matches: Value = http
+        .get(format!("{}/matches", proc.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let got = (start_of(&matches, 7_000_000) - base_ms) / 60_000;
+    assert!(got == a || got == a + 1);
+    let (status, body) = post(&http, &proc.base, &snapshot(got + 1, base_ms)).await;
+    assert_eq!((status, body["updated"].as_u64()), (200, Some(1)), "{body}");
+}
+
+async fn post(http: &reqwest::Client, base: &str, body: &Value) -> (u16, Value) {
+    match http.post(format!("{base}/sync")).json(body).send().await {
+        Ok(r) => {
+            let s = r.status().as_u16();
+            (s, r.json().await.unwrap_or(Value::Null))
+        }
+        Err(_) => (0, Value::Null),
+    }
+}

@@ -1,0 +1,344 @@
+//! The service core over real HTTP: the README's promises, tried as a user would.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+
+fn counts(v: &Value) -> [u64; 6] {
+    [
+        "created",
+        "updated",
+        "cancelled",
+        "withdrawn",
+        "unchanged",
+        "rejected",
+    ]
+    .map(|k| {
+        v[k].as_u64()
+            .unwrap_or_else(|| panic!("{k} missing in {v}"))
+    })
+}
+
+#[tokio::test]
+async fn the_production_message_creates_three_events_at_the_right_local_times() {
+    let svc = Service::start().await;
+    let (status, body) = svc
+        .post("/sync", fixture("processor_match_updates.json"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["success"], true);
+    assert_eq!(counts(&body), [3, 0, 0, 0, 0, 0]);
+
+    let feed = svc.feed().await;
+    assert!(
+        feed.contains("DTSTART;TZID=Europe/Stockholm:20250506T183000"),
+        "{feed}"
+    );
+    assert!(feed.contains("BEGIN:VTIMEZONE\r\nTZID:Europe/Stockholm"));
+    let events = parse_feed(&feed);
+    assert_eq!(events.len(), 3);
+
+    let e = event(&events, 6186203);
+    assert_eq!(e.props["SUMMARY"], "IFK Göteborg - Falkenbergs FF");
+    assert_eq!(e.props["DTSTART"], "20250506T183000");
+    assert_eq!(e.dtstart_tzid.as_deref(), Some("Europe/Stockholm"));
+    assert_eq!(e.props["DTEND"], "20250506T203000");
+    assert_eq!(e.props["LOCATION"], "Kamratgården 2 hybrid");
+    assert_eq!(e.props["GEO"], "57.697617;12.028288");
+    assert_eq!(e.props["SEQUENCE"], "0");
+    assert_eq!(e.props["STATUS"], "CONFIRMED");
+    assert_eq!(e.alarm_trigger.as_deref(), Some("-PT2880M"));
+    let d = &e.props["DESCRIPTION"];
+    for needle in [
+        "Match 000402010",
+        "Ligacupen Elit Västra",
+        "Dom: John Doe, Mobil: 0700000000",
+        "AD1: Jane Smith, Mobil: 0700000000",
+        "AD2: Alice Andersson, Mobil: 0700000001",
+        "IFK Göteborg: Team Contact 1, Mobil: 0700000000",
+        "https://www.svenskfotboll.se/matchfakta/6186203/",
+    ] {
+        assert!(d.contains(needle), "{needle:?} not in {d:?}");
+    }
+    // Winter and summer: 6186300 is 2025-05-10 14:00 local, 6186400 2025-05-17 13:00.
+    assert_eq!(event(&events, 6186300).props["DTSTART"], "20250510T140000");
+    assert_eq!(event(&events, 6186400).props["DTSTART"], "20250517T130000");
+
+    let matches = svc.get_json("/matches").await;
+    assert_eq!(matches["count"], 3);
+    assert_eq!(matches["matches"][0]["presence"], "listed");
+}
+
+#[tokio::test]
+async fn the_same_list_again_in_any_form_changes_nothing() {
+    let svc = Service::start().await;
+    let (status, _) = svc
+        .post("/sync", fixture("processor_match_updates.json"))
+        .await;
+    assert_eq!(status, 200);
+    let before = svc.get_json("/matches").await;
+    let feed_before = parse_feed(&svc.feed().await);
+
+    // The same message again (and its older-processor twins with the same id): a duplicate.
+    for name in [
+        "processor_match_updates.json",
+        "processor_match_updates_v3.0.json",
+        "processor_match_updates_v3.1.json",
+    ] {
+        let (status, body) = svc.post("/sync", fixture(name)).await;
+        assert_eq!(status, 200, "{name}: {body}");
+        assert_eq!(body["duplicate"], true, "{name}");
+        assert_eq!(counts(&body), [0; 6], "{name}");
+    }
+    // The same list in other forms: unchanged.
+    let mut bare = fixture_json("processor_match_updates.json")["payload"]["matches"].clone();
+    let bare_bytes = serde_json::to_vec(&bare).unwrap();
+    let matches_only = serde_json::to_vec(&json!({"matches": bare.take()})).unwrap();
+    for (name, bytes) in [
+        ("seed_flat", fixture("seed_flat.json")),
+        ("enhanced", fixture("enhanced_v2.json")),
+        ("legacy", fixture("legacy_simplified.json")),
+        ("bare list", bare_bytes),
+        ("matches only", matches_only),
+    ] {
+        let (status, body) = svc.post("/manual-sync", bytes).await;
+        assert_eq!(status, 200, "{name}: {body}");
+        assert_eq!(counts(&body), [0, 0, 0, 0, 3, 0], "{name}: {body}");
+    }
+    let after = svc.get_json("/matches").await;
+    assert_eq!(before, after);
+    let feed_after = parse_feed(&svc.feed().await);
+    for (a, b) in feed_before.iter().zip(&feed_after) {
+        let strip = |e: &ParsedEvent| {
+            let mut p = e.props.clone();
+            p.remove("DTSTAMP");
+            p
+        };
+        assert_eq!(strip(a), strip(b));
+    }
+}
+
+#[tokio::test]
+async fn a_changed_list_shows_exactly_its_changes() {
+    let svc = Service::start().await;
+    let first = future_snapshot(&[10, 20, 30, 40], "first");
+    let (status, body) = svc.post("/sync", serde_json::to_vec(&first).unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(counts(&body), [4, 0, 0, 0, 0, 0]);
+
+    let mut next = first.clone();
+    next["message_id"] = json!("second");
+    let list = next["payload"]["matches"].as_array_mut().unwrap();
+    // 7000000: moved 90 minutes later.
+    let old_tid = list[0]["tid"].as_str().unwrap().to_string();
+    let ms: i64 = old_tid[6..old_tid.len() - 2].parse().unwrap();
+    list[0]["tid"] = json!(format!("/Date({})/", ms + 90 * 60 * 1000));
+    // 7000001: the second assistant swapped.
+    list[1]["domaruppdraglista"][2]["personnamn"] = json!("Carl Carlsson");
+    list[1]["domaruppdraglista"][2]["domarnr"] = json!("99999");
+    list[1]["domaruppdraglista"][2]["mobiltelefon"] = json!("0709999999");
+    // 7000003: cancelled.
+    list[3]["installd"] = json!(true);
+    // 7000002: withdrawn (gone from the list).
+    list.remove(2);
+    let (status, body) = svc.post("/sync", serde_json::to_vec(&next).unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(counts(&body), [0, 2, 1, 1, 0, 0], "{body}");
+
+    let events = parse_feed(&svc.feed().await);
+    assert_eq!(events.len(), 3, "the withdrawn future match left the feed");
+    let moved = event(&events, 7_000_000);
+    assert_eq!(moved.props["SEQUENCE"], "1");
+    let new_start = chrono::DateTime::from_timestamp_millis(ms + 90 * 60 * 1000).unwrap();
+    let local = new_start.with_timezone(&chrono_tz::Europe::Stockholm);
+    assert_eq!(
+        moved.props["DTSTART"],
+        local.format("%Y%m%dT%H%M%S").to_string()
+    );
+    let reref = event(&events, 7_000_001);
+    assert_eq!(reref.props["SEQUENCE"], "1");
+    assert!(reref.props["DESCRIPTION"].contains("AD2: Carl Carlsson, Mobil: 0709999999"));
+    assert!(!reref.props["DESCRIPTION"].contains("Alice Andersson"));
+    let cancelled = event(&events, 7_000_003);
+    assert_eq!(cancelled.props["STATUS"], "CANCELLED");
+    assert_eq!(cancelled.props["SEQUENCE"], "1");
+    assert!(!events
+        .iter()
+        .any(|e| e.uid == fogis_calendar_sync::ics::uid(7_000_002)));
+
+    // Applying it once more (new id, same content) changes nothing.
+    next["message_id"] = json!("third");
+    let (_, body) = svc.post("/sync", serde_json::to_vec(&next).unwrap()).await;
+    assert_eq!(counts(&body), [0, 0, 0, 0, 3, 0], "{body}");
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
+    let svc = Service::start_with(|o| o.max_body_bytes = 64 * 1024).await;
+    let (status, _) = svc
+        .post("/sync", fixture("processor_match_updates.json"))
+        .await;
+    assert_eq!(status, 200);
+    let before = svc.get_json("/matches").await;
+    let feed_before = svc.feed().await;
+
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        ("empty", vec![], 400, "empty body"),
+        (
+            "not json",
+            b"{\"matches\": [".to_vec(),
+            400,
+            "invalid JSON at line 1",
+        ),
+        ("binary", vec![0xff, 0x00, 0x13, 0x37], 400, "invalid JSON"),
+        (
+            "matches not a list",
+            br#"{"matches": 5}"#.to_vec(),
+            400,
+            "matches: expected a list, found a number",
+        ),
+        (
+            "unknown form",
+            br#"{"hello": "world"}"#.to_vec(),
+            400,
+            "no match list",
+        ),
+        (
+            "unknown type",
+            br#"{"type": "heartbeat", "payload": {}}"#.to_vec(),
+            400,
+            "unsupported message type",
+        ),
+        (
+            "a string",
+            br#""text""#.to_vec(),
+            400,
+            "expected an object or a list",
+        ),
+        (
+            "all rejected",
+            br#"{"matches": [{"matchid": 6186203, "lag1namn": "x"}]}"#.to_vec(),
+            400,
+            "every match was rejected: matches[0].speldatum: cannot be placed in time",
+        ),
+        (
+            "status message",
+            fixture("processing_status_completed.json"),
+            400,
+            "carries no matches",
+        ),
+        ("too large", vec![b' '; 200 * 1024], 413, "MAX_BODY_BYTES"),
+    ];
+    for (name, body, want, needle) in &cases {
+        let (status, answer) = svc.post("/sync", body.clone()).await;
+        assert_eq!(status, *want, "{name}: {answer}");
+        assert_eq!(answer["success"], false, "{name}");
+        let error = answer["error"].as_str().unwrap();
+        assert!(error.contains(needle), "{name}: {error:?} lacks {needle:?}");
+    }
+    assert_eq!(svc.get_json("/matches").await, before);
+    let feed_after = svc.feed().await;
+    let no_stamp = |f: &str| {
+        f.lines()
+            .filter(|l| !l.starts_with("DTSTAMP"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(no_stamp(&feed_after), no_stamp(&feed_before));
+
+    // Everything rejected (but the status message, which is valid) was kept for inspection.
+    let q = svc.get_json("/quarantine").await;
+    assert_eq!(q["count"].as_u64().unwrap(), cases.len() as u64 - 1, "{q}");
+    assert!(q["entries"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("exceeds MAX_BODY_BYTES"));
+}
+
+#[tokio::test]
+async fn tokens_guard_the_api_and_the_feed() {
+    let svc = Service::start_with(|o| {
+        o.api_token = secret("api-secret");
+        o.feed_token = secret("feed-secret");
+    })
+    .await;
+    let (status, _) = svc.post("/sync", fixture("seed_flat.json")).await;
+    assert_eq!(status, 401);
+    let resp = svc
+        .http
+        .post(svc.url("/sync"))
+        .bearer_auth("wrong")
+        .body(fixture("seed_flat.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    let resp = svc
+        .http
+        .post(svc.url("/sync"))
+        .bearer_auth("api-secret")
+        .body(fixture("seed_flat.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+
+    let feed = svc.http.get(svc.url("/calendar.ics")).send().await.unwrap();
+    assert_eq!(feed.status().as_u16(), 401);
+    let feed = svc
+        .http
+        .get(svc.url("/calendar.ics?token=feed-secret"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(feed.status().as_u16(), 200);
+    assert!(feed.text().await.unwrap().contains("BEGIN:VEVENT"));
+
+    // Without a token /matches shows no contact data; with one it does.
+    let open = svc.get_json("/matches").await.to_string();
+    assert!(
+        !open.contains("0700000000") && !open.contains("example.com"),
+        "{open}"
+    );
+    let full = svc.get_json("/matches?token=feed-secret").await.to_string();
+    assert!(full.contains("0700000000"));
+}
+
+#[tokio::test]
+async fn the_state_survives_a_restart() {
+    let svc = Service::start().await;
+    svc.post(
+        "/sync",
+        serde_json::to_vec(&future_snapshot(&[5, 6], "a")).unwrap(),
+    )
+    .await;
+    let before = svc.get_json("/matches").await;
+    let feed_before = parse_feed(&svc.feed().await);
+    let dir = svc.stop().await;
+    let svc = Service::start_in(dir, |_| {}).await;
+    assert_eq!(svc.get_json("/matches").await, before);
+    let feed_after = parse_feed(&svc.feed().await);
+    assert_eq!(feed_before.len(), feed_after.len());
+    for (a, b) in feed_before.iter().zip(&feed_after) {
+        assert_eq!(a.props["UID"], b.props["UID"]);
+        assert_eq!(a.props["SEQUENCE"], b.props["SEQUENCE"]);
+        assert_eq!(a.props["DESCRIPTION"], b.props["DESCRIPTION"]);
+    }
+    let (_, body) = svc
+        .post(
+            "/sync",
+            serde_json::to_vec(&future_snapshot(&[5, 6], "a")).unwrap(),
+        )
+        .await;
+    assert_eq!(body["duplicate"], true);
+}
+
+#[tokio::test]
+async fn health_answers() {
+    let svc = Service::start().await;
+    let h = svc.get_json("/health").await;
+    assert_eq!(h["status"], "ok");
+    assert_eq!(h["matches"], 0);
+}

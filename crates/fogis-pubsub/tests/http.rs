@@ -1,0 +1,204 @@
+//! The status routes, served by a real axum server on 127.0.0.1:0.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use fogis_pubsub::{drive, http};
+use serde_json::Value;
+use test_support::RedisServer;
+
+const T: Duration = Duration::from_secs(10);
+
+async fn serve(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_answer_the_documented_shapes() {
+    let mut redis = RedisServer::options()
+        .arg("--requirepass")
+        .arg("h77p-pw")
+        .start();
+    let url = format!("redis://:h77p-pw@127.0.0.1:{}", redis.port());
+    let recorder = Recorder::new();
+    let handle = drive(config_for(&url), recorder.clone());
+    connected(&handle, T).await;
+    let publisher = fogis_pubsub::Publisher::new(url.parse().expect("url"));
+    publisher
+        .publish("fogis_matches", fixture("seed_flat.json"))
+        .await
+        .expect("published");
+    eventually("the update", T, || handle.status().sync_count == 1).await;
+
+    // Merged into an app that has routes of its own.
+    let app = axum::Router::new()
+        .route("/health", axum::routing::get(|| async { "ok" }))
+        .merge(http::router(handle.clone()));
+    let base = serve(app).await;
+    let client = reqwest::Client::new();
+    let get = |path: &str| client.get(format!("{base}{path}")).send();
+    assert_eq!(
+        get("/health")
+            .await
+            .expect("health")
+            .text()
+            .await
+            .expect("body"),
+        "ok"
+    );
+
+    let status: Value = get("/redis-status")
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(status["success"], true);
+    assert!(status["timestamp"]
+        .as_str()
+        .is_some_and(|t| t.ends_with('Z')));
+    assert_eq!(status["redis_enabled"], true);
+    assert_eq!(status["sync_count"], 1);
+    assert!(status["last_sync_time"].is_string());
+    assert_eq!(
+        status["redis_status"],
+        serde_json::json!({"enabled": true, "connected": true, "subscribed": true, "redis_available": true})
+    );
+    let stats = &status["stats"];
+    assert_eq!(stats["channels"].as_array().map(Vec::len), Some(9));
+    assert_eq!(stats["messages_received"], 1);
+    assert_eq!(stats["messages_applied"], 1);
+    for key in ["messages_duplicate", "messages_rejected", "reconnect_count"] {
+        assert_eq!(stats[key], 0, "{key}");
+    }
+    assert!(stats["last_message_at"].is_string());
+    assert!(stats.get("last_error").is_some());
+
+    let stats: Value = get("/redis-stats")
+        .await
+        .expect("stats")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(stats["success"], true);
+    for key in [
+        "messages_received",
+        "messages_applied",
+        "messages_duplicate",
+        "messages_rejected",
+        "messages_coalesced",
+        "reconnect_count",
+        "sync_count",
+        "status_messages",
+        "alert_messages",
+    ] {
+        assert!(stats[key].is_u64(), "{key} in {stats}");
+    }
+    assert_eq!(stats["messages_received_by_channel"]["fogis_matches"], 1);
+    assert_eq!(stats["recent"][0]["channel"], "fogis_matches");
+    assert!(stats["recent"][0]["outcome"]
+        .as_str()
+        .is_some_and(|o| o.starts_with("applied")));
+
+    let config: Value = get("/redis-config")
+        .await
+        .expect("config")
+        .json()
+        .await
+        .expect("json");
+    let text = config.to_string();
+    assert!(!text.contains("h77p-pw"), "{text}");
+    assert_eq!(
+        config["redis_url"],
+        format!("redis://:***@127.0.0.1:{}", redis.port())
+    );
+    assert_eq!(config["match_channels"].as_array().map(Vec::len), Some(6));
+    assert_eq!(config["status_channels"].as_array().map(Vec::len), Some(3));
+    assert_eq!(config["ping_interval_ms"], 3000);
+    assert_eq!(config["backoff_max_ms"], 30000);
+
+    let test = client
+        .post(format!("{base}/redis-test"))
+        .send()
+        .await
+        .expect("test");
+    assert_eq!(test.status(), 200);
+    let test: Value = test.json().await.expect("json");
+    assert_eq!(test["success"], true);
+    assert_eq!(test["redis_available"], true);
+    assert!(test["round_trip_ms"].is_f64(), "{test}");
+    assert_eq!(
+        recorder.update_count(),
+        1,
+        "the test never publishes a match"
+    );
+
+    let restart = client
+        .post(format!("{base}/redis-restart"))
+        .send()
+        .await
+        .expect("restart");
+    assert_eq!(restart.status(), 200);
+    eventually("the restart", T, || handle.status().reconnect_count == 1).await;
+
+    redis.stop();
+    eventually("disconnected", T, || !handle.status().connected).await;
+    let test = client
+        .post(format!("{base}/redis-test"))
+        .send()
+        .await
+        .expect("test");
+    assert_eq!(test.status(), 503);
+    let test: Value = test.json().await.expect("json");
+    assert_eq!(test["success"], false);
+    assert_eq!(test["redis_available"], false);
+    assert!(test["error"].as_str().is_some_and(|e| !e.is_empty()));
+    let status: Value = get("/redis-status")
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(status["redis_status"]["connected"], false);
+    assert!(status["stats"]["last_error"].is_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabled_integration_says_so() {
+    let config = fogis_pubsub::SubscriberConfig {
+        enabled: false,
+        ..fogis_pubsub::SubscriberConfig::default()
+    };
+    let handle = drive(config, Recorder::new());
+    let base = serve(http::router(handle)).await;
+    let client = reqwest::Client::new();
+    let status: Value = client
+        .get(format!("{base}/redis-status"))
+        .send()
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(status["redis_enabled"], false);
+    assert_eq!(status["redis_status"]["connected"], false);
+    let test = client
+        .post(format!("{base}/redis-test"))
+        .send()
+        .await
+        .expect("test");
+    assert_eq!(test.status(), 503);
+    let restart = client
+        .post(format!("{base}/redis-restart"))
+        .send()
+        .await
+        .expect("restart");
+    assert_eq!(restart.status(), 409);
+}
