@@ -96,6 +96,11 @@ pub struct RedisOpts {
         default_value = "fogis_status,fogis:processor:status,fogis:system:alerts"
     )]
     pub redis_status_channels: Vec<String>,
+    /// Longest wait between two reconnection attempts, in seconds (1 to 30). The default keeps
+    /// the service back within 5 s of Redis' return; an attempt costs nothing.
+    #[arg(long, env = "REDIS_RECONNECT_MAX_SECONDS", default_value_t = 4,
+          value_parser = clap::value_parser!(u64).range(1..=30))]
+    pub redis_reconnect_max_seconds: u64,
     /// Largest accepted Redis message in bytes; larger ones are counted and quarantined.
     #[arg(long, env = "REDIS_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub redis_max_message_bytes: usize,
@@ -124,6 +129,7 @@ impl RedisOpts {
             status_channels: Self::channels(&self.redis_status_channels),
             enabled: self.enabled(),
             max_message_bytes: self.redis_max_message_bytes,
+            backoff_max: std::time::Duration::from_secs(self.redis_reconnect_max_seconds),
             ..fogis_pubsub::SubscriberConfig::default()
         })
     }

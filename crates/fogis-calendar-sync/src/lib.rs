@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod reconcile;
+pub mod remote;
 pub mod server;
 pub mod sinks;
 pub mod store;

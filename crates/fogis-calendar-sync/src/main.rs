@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use fogis_calendar_sync::config::{LogFormat, ServeOpts, StateOpts};
-use fogis_calendar_sync::{apply_bytes, mask::MaskingWriter, open_engine, server};
+use fogis_calendar_sync::{apply_bytes, mask::MaskingWriter, open_engine, remote, server};
 use tokio_util::sync::CancellationToken;
 
 /// A football referee's calendar that follows FOGIS in real time.
@@ -31,6 +31,50 @@ enum Command {
         #[command(flatten)]
         state: StateOpts,
     },
+    /// Publish a message file (any form) on a Redis channel, with a fresh message_id and
+    /// timestamp unless --raw.
+    Publish {
+        /// The message file (JSON).
+        file: PathBuf,
+        /// The channel to publish on.
+        #[arg(long, default_value = "fogis:matches:updates")]
+        channel: String,
+        /// Publish the bytes as they are.
+        #[arg(long)]
+        raw: bool,
+        #[arg(
+            long,
+            env = "REDIS_URL",
+            default_value = "redis://127.0.0.1:6379",
+            hide_env_values = true
+        )]
+        redis_url: String,
+    },
+    /// Print a running service's health and Redis status.
+    Status(RemoteOpts),
+    /// Exit 0 when a running service answers /health with 200, 1 otherwise (for container
+    /// health checks: needs no curl).
+    Healthcheck(RemoteOpts),
+}
+
+/// Where the running service is.
+#[derive(Debug, clap::Args)]
+struct RemoteOpts {
+    /// The service's base URL; default: derived from BIND.
+    #[arg(long, env = "SERVICE_URL")]
+    url: Option<String>,
+    #[arg(long, env = "BIND", default_value = "127.0.0.1:9083", hide = true)]
+    bind: std::net::SocketAddr,
+}
+
+impl RemoteOpts {
+    fn base(&self) -> String {
+        self.url
+            .clone()
+            .unwrap_or_else(|| remote::base_url(&self.bind))
+            .trim_end_matches('/')
+            .to_string()
+    }
 }
 
 fn init_logging(format: LogFormat) {
@@ -61,6 +105,14 @@ fn main() -> ExitCode {
             init_logging(LogFormat::Pretty);
             sync_file(&file, dry_run, &state)
         }
+        Command::Publish {
+            file,
+            channel,
+            raw,
+            redis_url,
+        } => publish(&file, &channel, raw, &redis_url),
+        Command::Status(remote) => status(&remote),
+        Command::Healthcheck(remote) => healthcheck(&remote),
     };
     match result {
         Ok(code) => code,
@@ -108,6 +160,56 @@ async fn stop_on_signal(shutdown: CancellationToken) {
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
     shutdown.cancel();
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn publish(file: &PathBuf, channel: &str, raw: bool, redis_url: &str) -> anyhow::Result<ExitCode> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let (payload, message_id) = if raw {
+        (bytes, None)
+    } else {
+        let mut value: serde_json::Value = serde_json::from_slice(&bytes)
+            .context("the file is not JSON (use --raw to send it anyway)")?;
+        if value.is_array() {
+            // A bare list has nowhere to carry an id: send it in the flat form.
+            value = serde_json::json!({"matches": value, "metadata": {}});
+        }
+        let id = fogis_pubsub::publisher::stamp_fresh(&mut value)?;
+        (serde_json::to_vec(&value)?, Some(id))
+    };
+    let url = fogis_pubsub::RedisUrl::new(redis_url.to_string())?;
+    let publisher = fogis_pubsub::Publisher::new(url);
+    let receivers = runtime()?.block_on(publisher.publish(channel, &payload))?;
+    println!(
+        "published {} bytes on {channel} to {receivers} subscriber(s){}",
+        payload.len(),
+        message_id
+            .map(|id| format!(", message_id {id}"))
+            .unwrap_or_default()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn status(opts: &RemoteOpts) -> anyhow::Result<ExitCode> {
+    let base = opts.base();
+    let (health, redis) = runtime()?.block_on(remote::fetch_status(&base))?;
+    print!("{}", remote::render_status(&base, &health, &redis));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn healthcheck(opts: &RemoteOpts) -> anyhow::Result<ExitCode> {
+    let base = opts.base();
+    let ok = runtime()?.block_on(remote::healthy(&base, std::time::Duration::from_secs(3)));
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn sync_file(file: &PathBuf, dry_run: bool, state: &StateOpts) -> anyhow::Result<ExitCode> {

@@ -23,7 +23,11 @@ pub struct Histogram {
 
 impl Histogram {
     pub fn observe(&self, seconds: f64) {
-        let seconds = if seconds.is_finite() { seconds.max(0.0) } else { 0.0 };
+        let seconds = if seconds.is_finite() {
+            seconds.max(0.0)
+        } else {
+            0.0
+        };
         let i = LAG_BUCKETS
             .iter()
             .position(|b| seconds <= *b)
@@ -91,7 +95,8 @@ pub struct Gauges {
 impl Metrics {
     pub fn count_message(&self, channel: &str, outcome: &str) {
         let mut m = self.messages.lock().unwrap_or_else(|p| p.into_inner());
-        *m.entry((channel.to_string(), outcome.to_string())).or_default() += 1;
+        *m.entry((channel.to_string(), outcome.to_string()))
+            .or_default() += 1;
     }
 
     /// The number of messages counted for `(channel, outcome)`.
@@ -119,14 +124,24 @@ impl Metrics {
             }
         }
         out.push_str("# HELP fogis_redis_enabled Whether the Redis subscriber is enabled.\n# TYPE fogis_redis_enabled gauge\n");
-        let _ = writeln!(out, "fogis_redis_enabled {}", u8::from(gauges.redis_enabled));
+        let _ = writeln!(
+            out,
+            "fogis_redis_enabled {}",
+            u8::from(gauges.redis_enabled)
+        );
         out.push_str("# HELP fogis_redis_connected 1 while a live, subscribed Redis connection exists.\n# TYPE fogis_redis_connected gauge\n");
-        let _ = writeln!(out, "fogis_redis_connected {}", u8::from(gauges.redis_connected));
+        let _ = writeln!(
+            out,
+            "fogis_redis_connected {}",
+            u8::from(gauges.redis_connected)
+        );
         out.push_str("# HELP fogis_redis_reconnects_total Reconnections to Redis since start.\n# TYPE fogis_redis_reconnects_total counter\n");
         let _ = writeln!(out, "fogis_redis_reconnects_total {}", gauges.reconnects);
         out.push_str("# HELP fogis_messages_coalesced_total Snapshots replaced by a newer one before they were applied.\n# TYPE fogis_messages_coalesced_total counter\n");
         let _ = writeln!(out, "fogis_messages_coalesced_total {}", gauges.coalesced);
-        out.push_str("# HELP fogis_matches Stored matches by presence.\n# TYPE fogis_matches gauge\n");
+        out.push_str(
+            "# HELP fogis_matches Stored matches by presence.\n# TYPE fogis_matches gauge\n",
+        );
         for (presence, n) in &gauges.matches {
             let _ = writeln!(out, "fogis_matches{{presence=\"{presence}\"}} {n}");
         }
@@ -163,7 +178,9 @@ mod tests {
             coalesced: 1,
             matches: vec![("listed", 3)],
         });
-        assert!(text.contains("fogis_messages_total{channel=\"fogis:matches:updates\",outcome=\"applied\"} 2\n"));
+        assert!(text.contains(
+            "fogis_messages_total{channel=\"fogis:matches:updates\",outcome=\"applied\"} 2\n"
+        ));
         assert!(text.contains("fogis_messages_total{channel=\"http\",outcome=\"rejected\"} 1\n"));
         assert!(text.contains("fogis_redis_connected 1\n"));
         assert!(text.contains("fogis_redis_reconnects_total 2\n"));

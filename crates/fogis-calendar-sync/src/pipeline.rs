@@ -46,7 +46,11 @@ impl CalendarTarget {
             let r = engine.apply(&update.snapshot, &origin, false);
             if let Err(ApplyError::AllRejected(_)) = &r {
                 let raw = serde_json::to_vec(&update.snapshot.metadata).unwrap_or_default();
-                let reason = r.as_ref().err().map(ToString::to_string).unwrap_or_default();
+                let reason = r
+                    .as_ref()
+                    .err()
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
                 engine.quarantine(&origin, &reason, &raw);
             }
             r

@@ -186,7 +186,10 @@ async fn metrics(State(state): State<AppState>) -> Response {
             .collect(),
     };
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.metrics.render(&gauges),
     )
         .into_response()

@@ -39,9 +39,14 @@ pub fn redis_opts(url: Option<&str>) -> RedisOpts {
         redis_url: url.unwrap_or("redis://127.0.0.1:1").to_string(),
         redis_pubsub_enabled: url.is_some(),
         redis_enabled: true,
-        redis_match_channels: fogis_pubsub::config::DEFAULT_MATCH_CHANNELS.map(String::from).to_vec(),
-        redis_status_channels: fogis_pubsub::config::DEFAULT_STATUS_CHANNELS.map(String::from).to_vec(),
+        redis_match_channels: fogis_pubsub::config::DEFAULT_MATCH_CHANNELS
+            .map(String::from)
+            .to_vec(),
+        redis_status_channels: fogis_pubsub::config::DEFAULT_STATUS_CHANNELS
+            .map(String::from)
+            .to_vec(),
         redis_max_message_bytes: 4 * 1024 * 1024,
+        redis_reconnect_max_seconds: 4,
     }
 }
 
