@@ -135,6 +135,55 @@ impl RedisOpts {
     }
 }
 
+/// Sinks: where else the calendar and the phonebook go.
+#[derive(Debug, Clone, Args)]
+pub struct SinkOpts {
+    /// CalDAV calendar collection to keep equal to the feed (created when missing).
+    #[arg(long, env = "CALDAV_URL")]
+    pub caldav_url: Option<String>,
+    #[arg(long, env = "CALDAV_USERNAME")]
+    pub caldav_username: Option<String>,
+    #[arg(long, env = "CALDAV_PASSWORD", hide_env_values = true)]
+    pub caldav_password: Option<Secret>,
+    /// CardDAV address book for the other referees (created when missing).
+    #[arg(long, env = "CARDDAV_URL")]
+    pub carddav_url: Option<String>,
+    #[arg(long, env = "CARDDAV_USERNAME")]
+    pub carddav_username: Option<String>,
+    #[arg(long, env = "CARDDAV_PASSWORD", hide_env_values = true)]
+    pub carddav_password: Option<Secret>,
+    /// POST every changed list to this URL (e.g. another service's /manual-sync).
+    #[arg(long, env = "FORWARD_URL")]
+    pub forward_url: Option<String>,
+    /// Bearer token sent to FORWARD_URL.
+    #[arg(long, env = "FORWARD_TOKEN", hide_env_values = true)]
+    pub forward_token: Option<Secret>,
+    /// The user's own FOGIS referee number: left out of the phonebook.
+    #[arg(long, env = "USER_REFEREE_NUMBER")]
+    pub user_referee_number: Option<String>,
+    /// Timeout of one request to a sink, in seconds.
+    #[arg(long, env = "SINK_TIMEOUT_SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub sink_timeout_seconds: u64,
+}
+
+impl SinkOpts {
+    pub fn none() -> Self {
+        SinkOpts {
+            caldav_url: None,
+            caldav_username: None,
+            caldav_password: None,
+            carddav_url: None,
+            carddav_username: None,
+            carddav_password: None,
+            forward_url: None,
+            forward_token: None,
+            user_referee_number: None,
+            sink_timeout_seconds: 30,
+        }
+    }
+}
+
 /// Options of `serve`.
 #[derive(Debug, Clone, Args)]
 pub struct ServeOpts {
@@ -142,6 +191,8 @@ pub struct ServeOpts {
     pub state: StateOpts,
     #[command(flatten)]
     pub redis: RedisOpts,
+    #[command(flatten)]
+    pub sinks: SinkOpts,
     /// Address the HTTP API listens on.
     #[arg(long, env = "BIND", default_value = "127.0.0.1:9083")]
     pub bind: SocketAddr,

@@ -13,7 +13,9 @@ use fogis_pubsub::Snapshot;
 use serde::Serialize;
 
 use crate::ics::{self, FeedEvent, FeedOptions};
-use crate::reconcile::{self, Counts, Plan, StoredMatch};
+use crate::outbox::NewWork;
+use crate::reconcile::{self, Action, Counts, Plan, StoredMatch};
+use crate::sinks;
 use crate::store::{LogEntry, QuarantineEntry, Store, StoreError};
 
 /// How the engine places and shows events.
@@ -24,6 +26,16 @@ pub struct EngineSettings {
     /// `None`: no reminder.
     pub reminder_minutes: Option<u32>,
     pub calendar_name: String,
+    /// Which sinks get outbox work.
+    pub sinks: SinkFlags,
+}
+
+/// The sinks that are configured: their work is written to the outbox with each change.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SinkFlags {
+    pub caldav: bool,
+    pub carddav: bool,
+    pub forward: bool,
 }
 
 /// What applying one snapshot did.
@@ -61,6 +73,8 @@ pub struct Engine {
     /// Bumped on every committed change; the feed cache is keyed by it.
     generation: AtomicU64,
     feed_cache: Mutex<Option<(u64, Arc<String>)>>,
+    /// Bumped whenever outbox work is committed; sink workers wait on it.
+    outbox_signal: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -80,6 +94,7 @@ impl Engine {
             settings,
             generation: AtomicU64::new(1),
             feed_cache: Mutex::new(None),
+            outbox_signal: tokio::sync::watch::Sender::new(0),
         })
     }
 
@@ -160,9 +175,13 @@ impl Engine {
                 counts: Some(counts),
                 detail: (!rejections.is_empty()).then(|| rejections.join("; ")),
             };
+            let work = self.outbox_work(&plan, snapshot);
             inner
                 .store
-                .commit(&writes, &raw, message_id.as_deref(), &log)?;
+                .commit(&writes, &raw, message_id.as_deref(), &log, &work)?;
+            if !work.is_empty() {
+                self.outbox_signal.send_modify(|g| *g += 1);
+            }
             if !writes.is_empty() {
                 for next in plan.writes() {
                     inner.state.insert(next.record.match_id, next.clone());
@@ -177,6 +196,68 @@ impl Engine {
             rejections,
             plan,
         })
+    }
+
+    /// The sink work a plan causes: events that changed, the phonebook, the forwarded list.
+    fn outbox_work(&self, plan: &Plan, snapshot: &Snapshot) -> Vec<NewWork> {
+        let flags = self.settings.sinks;
+        let changed: Vec<i64> = plan
+            .changes
+            .iter()
+            .filter(|c| {
+                matches!(
+                    c.action,
+                    Action::Create | Action::Update | Action::Cancel | Action::Withdraw
+                )
+            })
+            .filter_map(|c| c.match_id)
+            .collect();
+        let mut work = Vec::new();
+        if changed.is_empty() {
+            return work;
+        }
+        if flags.caldav {
+            work.extend(changed.iter().map(|id| NewWork {
+                sink: sinks::CALDAV,
+                key: id.to_string(),
+                payload: None,
+            }));
+        }
+        if flags.carddav {
+            work.push(NewWork {
+                sink: sinks::CARDDAV,
+                key: sinks::PHONEBOOK_KEY.into(),
+                payload: None,
+            });
+        }
+        if flags.forward {
+            work.push(NewWork {
+                sink: sinks::FORWARD,
+                key: sinks::SNAPSHOT_KEY.into(),
+                payload: Some(sinks::forward::payload(snapshot).to_string()),
+            });
+        }
+        work
+    }
+
+    /// Runs `f` on the store under the engine's lock (blocking).
+    pub fn with_store<R>(&self, f: impl FnOnce(&mut Store) -> R) -> R {
+        f(&mut self.lock().store)
+    }
+
+    /// Wakes whenever outbox work is committed.
+    pub fn outbox_signal(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.outbox_signal.subscribe()
+    }
+
+    /// Tells sink workers to look at the outbox (after work was enqueued outside a snapshot).
+    pub fn signal_outbox(&self) {
+        self.outbox_signal.send_modify(|g| *g += 1);
+    }
+
+    /// One stored match.
+    pub fn stored(&self, match_id: i64) -> Option<StoredMatch> {
+        self.lock().state.get(&match_id).cloned()
     }
 
     /// Keeps a rejected input for inspection. Never fails the caller: a failure is logged.

@@ -15,6 +15,7 @@ pub mod ics;
 pub mod mask;
 pub mod metrics;
 pub mod model;
+pub mod outbox;
 pub mod pipeline;
 pub mod reconcile;
 pub mod remote;
@@ -48,12 +49,57 @@ pub enum IngestError {
     Fatal(String),
 }
 
-/// Opens the state and builds the engine.
+/// Opens the state and builds the engine (no sinks).
 pub fn open_engine(opts: &StateOpts) -> anyhow::Result<Engine> {
+    open_engine_with(opts, engine::SinkFlags::default())
+}
+
+/// Opens the state and builds the engine, writing outbox work for the sinks in `flags`.
+pub fn open_engine_with(opts: &StateOpts, flags: engine::SinkFlags) -> anyhow::Result<Engine> {
     use anyhow::Context;
     let store = Store::open_dir(&opts.data_dir)
         .with_context(|| format!("opening the state in {}", opts.data_dir.display()))?;
-    Ok(Engine::new(store, engine_settings(opts))?)
+    let mut settings = engine_settings(opts);
+    settings.sinks = flags;
+    Ok(Engine::new(store, settings)?)
+}
+
+/// The sinks the configuration asks for.
+pub fn sink_kinds(opts: &ServeOpts) -> anyhow::Result<Vec<sinks::SinkKind>> {
+    use anyhow::Context;
+    let s = &opts.sinks;
+    let timeout = std::time::Duration::from_secs(s.sink_timeout_seconds);
+    let secret = |p: &Option<config::Secret>| p.as_ref().map(|x| x.expose().to_string());
+    let mut kinds = Vec::new();
+    if let Some(url) = &s.caldav_url {
+        let sink = sinks::caldav::CalDavSink::new(
+            url,
+            s.caldav_username.clone(),
+            secret(&s.caldav_password),
+            timeout,
+            opts.state.calendar_name.clone(),
+        )
+        .context("CALDAV_URL")?;
+        kinds.push(sinks::SinkKind::CalDav(sink));
+    }
+    if let Some(url) = &s.carddav_url {
+        let sink = sinks::carddav::CardDavSink::new(
+            url,
+            s.carddav_username.clone(),
+            secret(&s.carddav_password),
+            timeout,
+            "FOGIS referees".into(),
+            s.user_referee_number.clone(),
+        )
+        .context("CARDDAV_URL")?;
+        kinds.push(sinks::SinkKind::CardDav(sink));
+    }
+    if let Some(url) = &s.forward_url {
+        let sink = sinks::forward::ForwardSink::new(url, s.forward_token.clone(), timeout)
+            .context("FORWARD_URL")?;
+        kinds.push(sinks::SinkKind::Forward(sink));
+    }
+    Ok(kinds)
 }
 
 pub fn engine_settings(opts: &StateOpts) -> EngineSettings {
@@ -62,6 +108,7 @@ pub fn engine_settings(opts: &StateOpts) -> EngineSettings {
         match_duration: Duration::minutes(i64::from(opts.match_duration_minutes)),
         reminder_minutes: (opts.reminder_minutes > 0).then_some(opts.reminder_minutes),
         calendar_name: opts.calendar_name.clone(),
+        sinks: engine::SinkFlags::default(),
     }
 }
 
@@ -117,9 +164,19 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let kinds = sink_kinds(&opts)?;
     let state_opts = opts.state.clone();
-    let engine = tokio::task::spawn_blocking(move || open_engine(&state_opts)).await??;
+    let flags = engine::SinkFlags {
+        caldav: kinds.iter().any(|k| k.name() == sinks::CALDAV),
+        carddav: kinds.iter().any(|k| k.name() == sinks::CARDDAV),
+        forward: kinds.iter().any(|k| k.name() == sinks::FORWARD),
+    };
+    let engine =
+        tokio::task::spawn_blocking(move || open_engine_with(&state_opts, flags)).await??;
     let engine = Arc::new(engine);
+    let tracker = tokio_util::task::TaskTracker::new();
+    let sinks_shutdown = shutdown.child_token();
+    let sinks = sinks::Sinks::start(kinds, &engine, &tracker, &sinks_shutdown);
     let metrics = Arc::new(metrics::Metrics::default());
     let sub_config = opts.redis.subscriber_config()?;
     if sub_config.enabled {
@@ -143,6 +200,8 @@ pub async fn run(
         engine,
         metrics,
         subscriber: subscriber.clone(),
+        sinks,
+        user_referee_number: opts.sinks.user_referee_number.clone(),
         api_token: opts.api_token.clone(),
         feed_token: opts.feed_token.clone(),
         max_body_bytes: opts.max_body_bytes,
@@ -155,6 +214,9 @@ pub async fn run(
         .await;
     subscriber.shutdown();
     subscriber.join().await;
+    sinks_shutdown.cancel();
+    tracker.close();
+    tracker.wait().await;
     served?;
     tracing::info!("stopped");
     Ok(())

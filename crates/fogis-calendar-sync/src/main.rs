@@ -20,7 +20,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the service: HTTP API and iCalendar feed.
-    Serve(ServeOpts),
+    Serve(Box<ServeOpts>),
     /// Apply one snapshot file (any message form) to the state and print the plan.
     Sync {
         /// The message file (JSON).
@@ -95,7 +95,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(opts) => {
             init_logging(opts.log_format);
-            serve(opts)
+            serve(*opts)
         }
         Command::Sync {
             file,

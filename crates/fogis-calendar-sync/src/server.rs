@@ -25,6 +25,8 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     pub metrics: Arc<Metrics>,
     pub subscriber: SubscriberHandle,
+    pub sinks: crate::sinks::Sinks,
+    pub user_referee_number: Option<String>,
     pub api_token: Option<Secret>,
     pub feed_token: Option<Secret>,
     pub max_body_bytes: usize,
@@ -78,6 +80,8 @@ pub fn router(state: AppState) -> Router {
         .route("/manual-sync", post(sync))
         .route("/matches", get(matches))
         .route("/calendar.ics", get(calendar))
+        .route("/contacts.vcf", get(contacts))
+        .route("/sinks", get(sinks))
         .route("/quarantine", get(quarantine))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(limit))
@@ -158,6 +162,7 @@ async fn health(State(state): State<AppState>) -> Json<Value> {
         "mode": mode,
         "matches": matches.len(),
         "events_in_feed": in_feed,
+        "sinks": sink_summary(&state),
         "redis": {
             "enabled": redis.enabled,
             "connected": redis.connected,
@@ -169,6 +174,60 @@ async fn health(State(state): State<AppState>) -> Json<Value> {
             "last_sync_time": redis.last_sync_time,
         },
     }))
+}
+
+fn sink_summary(state: &AppState) -> Value {
+    state
+        .sinks
+        .snapshot(&state.engine)
+        .iter()
+        .map(|s| {
+            let health = if s.auth_failed {
+                "credentials refused: fix the sink's username/password"
+            } else if s.paused_until.is_some() {
+                "unavailable: retrying"
+            } else {
+                "ok"
+            };
+            json!({
+                "name": s.name,
+                "state": health,
+                "pending": s.pending,
+                "last_success": s.last_success,
+                "last_error": s.last_error,
+            })
+        })
+        .collect()
+}
+
+async fn sinks(State(state): State<AppState>) -> Json<Value> {
+    let engine = state.engine.clone();
+    let cells = state.sinks.clone();
+    let list = tokio::task::spawn_blocking(move || cells.snapshot(&engine))
+        .await
+        .unwrap_or_default();
+    Json(json!({"success": true, "sinks": list}))
+}
+
+/// The phonebook as vCards: the same cards the CardDAV sink writes.
+async fn contacts(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<TokenQuery>,
+) -> Result<Response, ApiError> {
+    if !may_see_personal_data(&state, &headers, &query) {
+        return Err(ApiError::Unauthorized);
+    }
+    let book = crate::sinks::phonebook::phonebook(
+        &state.engine.matches(),
+        state.user_referee_number.as_deref(),
+        chrono::Utc::now(),
+    );
+    Ok((
+        [(header::CONTENT_TYPE, "text/vcard; charset=utf-8")],
+        crate::sinks::phonebook::render_all(&book),
+    )
+        .into_response())
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

@@ -69,7 +69,7 @@ pub struct QuarantineEntry {
 /// The state database.
 #[derive(Debug)]
 pub struct Store {
-    conn: Connection,
+    pub(crate) conn: Connection,
 }
 
 impl Store {
@@ -122,6 +122,30 @@ impl Store {
                  outcome TEXT NOT NULL,
                  counts TEXT,
                  detail TEXT
+             );
+             CREATE TABLE IF NOT EXISTS outbox (
+                 id INTEGER PRIMARY KEY AUTOINCREMENT,
+                 sink TEXT NOT NULL,
+                 key TEXT NOT NULL,
+                 payload TEXT,
+                 generation INTEGER NOT NULL DEFAULT 1,
+                 created_at TEXT NOT NULL,
+                 attempts INTEGER NOT NULL DEFAULT 0,
+                 due_at INTEGER NOT NULL,
+                 last_error TEXT,
+                 UNIQUE (sink, key)
+             );
+             CREATE TABLE IF NOT EXISTS sink_items (
+                 sink TEXT NOT NULL,
+                 key TEXT NOT NULL,
+                 remote_name TEXT NOT NULL,
+                 etag TEXT,
+                 hash TEXT NOT NULL,
+                 PRIMARY KEY (sink, key)
+             );
+             CREATE TABLE IF NOT EXISTS sink_state (
+                 sink TEXT PRIMARY KEY,
+                 seeded INTEGER NOT NULL DEFAULT 0
              );
              CREATE TABLE IF NOT EXISTS quarantine (
                  id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -220,8 +244,10 @@ impl Store {
         raw: &HashMap<i64, &serde_json::Value>,
         message_id: Option<&str>,
         log: &LogEntry,
+        outbox: &[crate::outbox::NewWork],
     ) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
+        crate::outbox::enqueue(&tx, outbox)?;
         {
             let mut upsert = tx.prepare_cached(
                 "INSERT INTO matches (match_id, record, hash, presence, sequence, start_utc,

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
-use fogis_calendar_sync::config::{LogFormat, RedisOpts, Secret, ServeOpts, StateOpts};
+use fogis_calendar_sync::config::{LogFormat, RedisOpts, Secret, ServeOpts, SinkOpts, StateOpts};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -54,6 +54,7 @@ pub fn serve_opts(dir: &Path) -> ServeOpts {
     ServeOpts {
         state: state_opts(dir),
         redis: redis_opts(None),
+        sinks: SinkOpts::none(),
         bind: "127.0.0.1:0".parse().unwrap(),
         api_token: None,
         feed_token: None,

@@ -1,0 +1,172 @@
+//! The CalDAV calendar sink: one resource per match, holding the same VEVENT the feed shows.
+//!
+//! Resources are named `fogis-match-{id}.ics`; a resource that already carries our UID under
+//! another name (written by an earlier install, or by hand) is adopted instead of duplicated.
+//! Creates use `If-None-Match: *`, updates `If-Match` with the stored ETag; a 412 means the
+//! resource changed or already exists, so its ETag is re-read and the write repeated (the state
+//! is the truth). Withdrawn matches are deleted; cancelled ones are written with
+//! `STATUS:CANCELLED`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::engine::Engine;
+use crate::ics;
+use crate::outbox::{NewWork, OutboxItem, SinkItem};
+use crate::sinks::dav::{DavClient, DavError, Precondition};
+use crate::sinks::{blocking, SinkError, CALDAV};
+
+const CONTENT_TYPE: &str = "text/calendar; charset=utf-8";
+
+/// Writes events to one CalDAV calendar collection.
+#[derive(Debug)]
+pub struct CalDavSink {
+    client: DavClient,
+    display_name: String,
+}
+
+impl CalDavSink {
+    pub fn new(
+        url: &str,
+        username: Option<String>,
+        password: Option<String>,
+        timeout: Duration,
+        display_name: String,
+    ) -> Result<Self, DavError> {
+        Ok(CalDavSink {
+            client: DavClient::new(url, username, password, timeout)?,
+            display_name,
+        })
+    }
+
+    pub fn target(&self) -> String {
+        self.client.collection_url().to_string()
+    }
+
+    /// Creates the calendar when missing, adopts resources carrying our UIDs, and on the first
+    /// run queues every stored match.
+    pub async fn prepare(&self, engine: &Arc<Engine>) -> Result<(), SinkError> {
+        self.client.ensure_calendar(&self.display_name).await?;
+        let found = self.client.find_uids().await?;
+        let adopted: Vec<SinkItem> = found
+            .into_iter()
+            .filter_map(|r| {
+                let id = r.uid.as_deref().and_then(match_id_of_uid)?;
+                Some(SinkItem {
+                    key: id.to_string(),
+                    remote_name: r.name,
+                    etag: r.etag,
+                    hash: String::new(),
+                })
+            })
+            .collect();
+        let ids: Vec<i64> = engine.matches().iter().map(|m| m.record.match_id).collect();
+        blocking(engine, move |s| {
+            for item in &adopted {
+                match s.sink_item(CALDAV, &item.key)? {
+                    // Known and still where we left it: keep our ETag and hash.
+                    Some(mine) if mine.remote_name == item.remote_name => {}
+                    _ => s.put_sink_item(CALDAV, item)?,
+                }
+            }
+            if !s.sink_seeded(CALDAV)? {
+                let work: Vec<NewWork> = ids
+                    .iter()
+                    .map(|id| NewWork {
+                        sink: CALDAV,
+                        key: id.to_string(),
+                        payload: None,
+                    })
+                    .collect();
+                s.seed_sink(CALDAV, &work)?;
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Makes the resource of one match equal to the state.
+    pub async fn process(&self, engine: &Arc<Engine>, item: &OutboxItem) -> Result<(), SinkError> {
+        let Ok(match_id) = item.key.parse::<i64>() else {
+            return Ok(()); // not ours to understand: drop it
+        };
+        let key = item.key.clone();
+        let known = blocking(engine, move |s| s.sink_item(CALDAV, &key)).await?;
+        let name = known
+            .as_ref()
+            .map(|k| k.remote_name.clone())
+            .unwrap_or_else(|| resource_name(match_id));
+        let stored = engine.stored(match_id);
+        let Some(m) = stored.filter(|m| m.presence.in_feed()) else {
+            // Withdrawn (or unknown): the event leaves the calendar.
+            // Deleting what is not there is success (404/410), so no need to look first.
+            self.client.delete(&name, None).await?;
+            let key = item.key.clone();
+            blocking(engine, move |s| s.delete_sink_item(CALDAV, &key)).await?;
+            return Ok(());
+        };
+        let hash = format!("{}:{}", m.hash, m.sequence);
+        if known.as_ref().is_some_and(|k| k.hash == hash) {
+            return Ok(());
+        }
+        let body = ics::render_single(&engine.event(&m), &engine.feed_options());
+        let precondition = match known.as_ref().and_then(|k| k.etag.clone()) {
+            Some(etag) => Precondition::IfMatch(etag),
+            None if known.is_some() => Precondition::Unconditional,
+            None => Precondition::CreateOnly,
+        };
+        let etag = match self
+            .client
+            .put(&name, body.clone(), CONTENT_TYPE, precondition)
+            .await
+        {
+            Err(DavError::PreconditionFailed) => {
+                // Changed under us, or already there (a write whose answer we never saw):
+                // read its current ETag and write the state's version over it.
+                let current = self.client.get(&name).await?;
+                let precondition = match current.and_then(|(_, etag)| etag) {
+                    Some(etag) => Precondition::IfMatch(etag),
+                    None => Precondition::CreateOnly,
+                };
+                self.client
+                    .put(&name, body, CONTENT_TYPE, precondition)
+                    .await?
+            }
+            other => other?,
+        };
+        let record = SinkItem {
+            key: item.key.clone(),
+            remote_name: name,
+            etag,
+            hash,
+        };
+        blocking(engine, move |s| s.put_sink_item(CALDAV, &record)).await?;
+        Ok(())
+    }
+}
+
+/// `fogis-match-{id}.ics`.
+pub fn resource_name(match_id: i64) -> String {
+    format!("fogis-match-{match_id}.ics")
+}
+
+/// The match id in one of our UIDs.
+pub fn match_id_of_uid(uid: &str) -> Option<i64> {
+    uid.strip_prefix("fogis-match-")?
+        .strip_suffix("@fogis-calendar-sync")?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uids_and_names_round_trip() {
+        assert_eq!(match_id_of_uid(&ics::uid(6186203)), Some(6186203));
+        assert_eq!(match_id_of_uid("someone-else@example.com"), None);
+        assert_eq!(resource_name(42), "fogis-match-42.ics");
+    }
+}
