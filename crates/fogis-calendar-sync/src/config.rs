@@ -59,6 +59,16 @@ pub struct StateOpts {
     /// Name of the calendar shown by calendar apps.
     #[arg(long, env = "CALENDAR_NAME", default_value = "FOGIS matches")]
     pub calendar_name: String,
+    /// Hold (do not apply) a list that would withdraw more than this share of the future
+    /// matches at once, until it is confirmed.
+    #[arg(long, env = "HOLD_WITHDRAW_SHARE", default_value_t = 0.5)]
+    pub hold_withdraw_share: f64,
+    /// ...and at least this many of them (one reassigned match is normal).
+    #[arg(long, env = "HOLD_MIN_WITHDRAWALS", default_value_t = 2)]
+    pub hold_min_withdrawals: u32,
+    /// Largest list accepted (matches per message).
+    #[arg(long, env = "MAX_MATCHES_PER_SNAPSHOT", default_value_t = 5000)]
+    pub max_matches_per_snapshot: usize,
 }
 
 /// Redis options shared by `serve` and `publish`.

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::ics::{self, FeedEvent, FeedOptions};
 use crate::outbox::NewWork;
-use crate::reconcile::{self, Action, Counts, Plan, StoredMatch};
+use crate::reconcile::{self, Action, Counts, Plan, Presence, StoredMatch};
 use crate::sinks;
 use crate::store::{LogEntry, QuarantineEntry, Store, StoreError};
 
@@ -28,6 +28,10 @@ pub struct EngineSettings {
     pub calendar_name: String,
     /// Which sinks get outbox work.
     pub sinks: SinkFlags,
+    /// The guard against emptying the calendar.
+    pub hold: crate::held::HoldPolicy,
+    /// Largest list accepted.
+    pub max_matches: usize,
 }
 
 /// The sinks that are configured: their work is written to the outbox with each change.
@@ -47,8 +51,26 @@ pub struct Applied {
     pub message_id: Option<String>,
     /// Reasons of the rejected matches.
     pub rejections: Vec<String>,
+    /// The list was held, not applied (see [`crate::held`]); `counts` say what it would do.
+    pub held: Option<HeldInfo>,
     #[serde(skip)]
     pub plan: Plan,
+}
+
+/// A list kept back by the guard.
+#[derive(Debug, Clone, Serialize)]
+pub struct HeldInfo {
+    pub id: i64,
+    pub reason: String,
+}
+
+/// How [`Engine::apply_with`] applies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ApplyMode {
+    /// Plan only.
+    pub dry_run: bool,
+    /// Skip the guard against emptying the calendar (an operator confirmed).
+    pub force: bool,
 }
 
 /// Why a snapshot was not applied.
@@ -57,6 +79,11 @@ pub enum ApplyError {
     /// Every match of a non-empty list was rejected: applying it would empty the calendar.
     #[error("every match was rejected: {}", .0.join("; "))]
     AllRejected(Vec<String>),
+    /// More matches than `MAX_MATCHES_PER_SNAPSHOT`.
+    #[error("the list has {size} matches, more than MAX_MATCHES_PER_SNAPSHOT ({limit})")]
+    TooManyMatches { size: usize, limit: usize },
+    #[error("no pending held list #{0}")]
+    NoSuchHold(i64),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -64,6 +91,8 @@ pub enum ApplyError {
 struct Inner {
     store: Store,
     state: HashMap<i64, StoredMatch>,
+    /// `data_version` when `state` was last known equal to the file.
+    data_version: i64,
 }
 
 /// The single writer of the state.
@@ -89,8 +118,13 @@ impl std::fmt::Debug for Engine {
 impl Engine {
     pub fn new(store: Store, settings: EngineSettings) -> Result<Engine, StoreError> {
         let state = store.load_matches()?;
+        let data_version = store.data_version()?;
         Ok(Engine {
-            inner: Mutex::new(Inner { store, state }),
+            inner: Mutex::new(Inner {
+                store,
+                state,
+                data_version,
+            }),
             settings,
             generation: AtomicU64::new(1),
             feed_cache: Mutex::new(None),
@@ -127,11 +161,42 @@ impl Engine {
         dry_run: bool,
         now: DateTime<Utc>,
     ) -> Result<Applied, ApplyError> {
-        let mut inner = self.lock();
+        let mode = ApplyMode {
+            dry_run,
+            force: false,
+        };
+        self.apply_with(snapshot, origin, mode, now)
+    }
+
+    /// The one place a snapshot is applied: duplicate check, plan, the guard against emptying
+    /// the calendar (unless `mode.force`), commit.
+    pub fn apply_with(
+        &self,
+        snapshot: &Snapshot,
+        origin: &str,
+        mode: ApplyMode,
+        now: DateTime<Utc>,
+    ) -> Result<Applied, ApplyError> {
+        let size = snapshot.matches.len() + snapshot.rejected.len();
+        if size > self.settings.max_matches {
+            return Err(ApplyError::TooManyMatches {
+                size,
+                limit: self.settings.max_matches,
+            });
+        }
+        let mut inner = self.fresh()?;
         let message_id = snapshot.meta.message_id.clone();
+        let mut applied = Applied {
+            duplicate: false,
+            counts: Counts::default(),
+            message_id: message_id.clone(),
+            rejections: vec![],
+            held: None,
+            plan: Plan::default(),
+        };
         if let Some(id) = &message_id {
             if inner.store.is_processed(id)? {
-                if !dry_run {
+                if !mode.dry_run {
                     inner.store.log(&LogEntry {
                         at: now,
                         origin: origin.to_string(),
@@ -141,26 +206,60 @@ impl Engine {
                         detail: None,
                     })?;
                 }
-                return Ok(Applied {
-                    duplicate: true,
-                    counts: Counts::default(),
-                    message_id,
-                    rejections: vec![],
-                    plan: Plan::default(),
-                });
+                applied.duplicate = true;
+                return Ok(applied);
             }
         }
         let plan = reconcile::plan(&inner.state, snapshot, self.settings.timezone, now);
-        let rejections: Vec<String> = plan
+        applied.rejections = plan
             .changes
             .iter()
             .filter_map(|c| c.reason.clone())
             .collect();
         if plan.all_rejected() {
-            return Err(ApplyError::AllRejected(rejections));
+            return Err(ApplyError::AllRejected(applied.rejections));
         }
-        let counts = plan.counts();
-        if !dry_run {
+        applied.counts = plan.counts();
+        let mut resolution = "superseded";
+        if !mode.force {
+            let future = inner
+                .state
+                .values()
+                .filter(|m| m.presence == Presence::Listed && m.record.start > now)
+                .count();
+            if let Some(reason) =
+                self.settings
+                    .hold
+                    .check(snapshot, future, applied.counts.withdrawn)
+            {
+                if inner.store.confirming_hold(snapshot)?.is_some() {
+                    resolution = "confirmed";
+                    tracing::warn!(%origin, %reason, "a held list was confirmed by a later message: applying it");
+                } else {
+                    let id = if mode.dry_run {
+                        0
+                    } else {
+                        let id = inner.store.hold(origin, snapshot, &reason)?;
+                        inner.store.log(&LogEntry {
+                            at: now,
+                            origin: origin.to_string(),
+                            message_id: message_id.clone(),
+                            outcome: "held".into(),
+                            counts: Some(applied.counts),
+                            detail: Some(reason.clone()),
+                        })?;
+                        id
+                    };
+                    tracing::warn!(%origin, held_id = id, %reason, "list held, not applied: confirm with POST /held/{id}/apply or wait for a later message with the same list");
+                    applied.held = Some(HeldInfo { id, reason });
+                    applied.plan = plan;
+                    return Ok(applied);
+                }
+            }
+        } else {
+            resolution = "applied";
+        }
+        if !mode.dry_run {
             let writes: Vec<&StoredMatch> = plan.writes().collect();
             let raw: HashMap<i64, &serde_json::Value> = snapshot
                 .matches
@@ -172,13 +271,15 @@ impl Engine {
                 origin: origin.to_string(),
                 message_id: message_id.clone(),
                 outcome: "applied".into(),
-                counts: Some(counts),
-                detail: (!rejections.is_empty()).then(|| rejections.join("; ")),
+                counts: Some(applied.counts),
+                detail: (!applied.rejections.is_empty()).then(|| applied.rejections.join("; ")),
             };
             let work = self.outbox_work(&plan, snapshot);
             inner
                 .store
                 .commit(&writes, &raw, message_id.as_deref(), &log, &work)?;
+            inner.store.resolve_pending_holds(resolution)?;
+            inner.data_version = inner.store.data_version()?;
             if !work.is_empty() {
                 self.outbox_signal.send_modify(|g| *g += 1);
             }
@@ -189,13 +290,53 @@ impl Engine {
                 self.generation.fetch_add(1, Ordering::Release);
             }
         }
-        Ok(Applied {
-            duplicate: false,
-            counts,
-            message_id,
-            rejections,
-            plan,
-        })
+        applied.plan = plan;
+        Ok(applied)
+    }
+
+    /// Applies a held list on an operator's word.
+    pub fn apply_held(&self, id: i64, origin: &str) -> Result<Applied, ApplyError> {
+        let body = self
+            .fresh()?
+            .store
+            .held_body(id)?
+            .ok_or(ApplyError::NoSuchHold(id))?;
+        let snapshot = match fogis_pubsub::decode(body.as_bytes()) {
+            Ok(fogis_pubsub::Message::Matches(s)) => s,
+            _ => return Err(ApplyError::NoSuchHold(id)),
+        };
+        let mode = ApplyMode {
+            dry_run: false,
+            force: true,
+        };
+        let applied = self.apply_with(&snapshot, origin, mode, Utc::now())?;
+        Ok(applied)
+    }
+
+    /// Drops a held list.
+    pub fn discard_held(&self, id: i64) -> Result<bool, StoreError> {
+        self.lock().store.resolve_hold(id, "discarded")
+    }
+
+    /// The newest holds, pending first.
+    pub fn holds(&self) -> Result<Vec<crate::held::Held>, StoreError> {
+        self.lock().store.holds(50)
+    }
+
+    pub fn pending_holds(&self) -> u64 {
+        self.lock().store.pending_holds().unwrap_or(0)
+    }
+
+    /// The lock, with the mirror reloaded when another process (the CLI) wrote to the file.
+    fn fresh(&self) -> Result<MutexGuard<'_, Inner>, StoreError> {
+        let mut inner = self.lock();
+        let version = inner.store.data_version()?;
+        if version != inner.data_version {
+            inner.state = inner.store.load_matches()?;
+            inner.data_version = version;
+            self.generation.fetch_add(1, Ordering::Release);
+        }
+        Ok(inner)
     }
 
     /// The sink work a plan causes: events that changed, the phonebook, the forwarded list.
@@ -281,7 +422,13 @@ impl Engine {
 
     /// All stored matches, sorted by kick-off.
     pub fn matches(&self) -> Vec<StoredMatch> {
-        let inner = self.lock();
+        let inner = match self.fresh() {
+            Ok(inner) => inner,
+            Err(e) => {
+                tracing::error!(error = %e, "could not check the state file for outside changes");
+                self.lock()
+            }
+        };
         let mut all: Vec<StoredMatch> = inner.state.values().cloned().collect();
         all.sort_by_key(|m| (m.record.start, m.record.match_id));
         all

@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod engine;
+pub mod held;
 pub mod ics;
 pub mod mask;
 pub mod metrics;
@@ -109,6 +110,11 @@ pub fn engine_settings(opts: &StateOpts) -> EngineSettings {
         reminder_minutes: (opts.reminder_minutes > 0).then_some(opts.reminder_minutes),
         calendar_name: opts.calendar_name.clone(),
         sinks: engine::SinkFlags::default(),
+        hold: held::HoldPolicy {
+            withdraw_share: opts.hold_withdraw_share.clamp(0.0, 1.0),
+            min_withdrawals: opts.hold_min_withdrawals,
+        },
+        max_matches: opts.max_matches_per_snapshot,
     }
 }
 
@@ -134,14 +140,19 @@ pub fn apply_bytes(engine: &Engine, bytes: &[u8], origin: &str) -> Result<Applie
             log_applied(&applied, origin);
             Ok(applied)
         }
-        Err(e @ ApplyError::AllRejected(_)) => Err(reject(e.to_string())),
+        Err(e @ (ApplyError::AllRejected(_) | ApplyError::TooManyMatches { .. })) => {
+            Err(reject(e.to_string()))
+        }
+        Err(e @ ApplyError::NoSuchHold(_)) => Err(IngestError::Rejected(e.to_string())),
         Err(ApplyError::Store(e)) => Err(IngestError::Fatal(e.to_string())),
     }
 }
 
 fn log_applied(applied: &Applied, origin: &str) {
     let c = applied.counts;
-    if applied.duplicate {
+    if applied.held.is_some() {
+        // The engine already said so, loudly.
+    } else if applied.duplicate {
         tracing::info!(%origin, message_id = ?applied.message_id, "duplicate message, already applied");
     } else {
         tracing::info!(

@@ -50,11 +50,28 @@ enum Command {
         )]
         redis_url: String,
     },
+    /// List, apply or discard the lists held by the guard against emptying the calendar.
+    Held {
+        #[command(subcommand)]
+        action: HeldAction,
+        #[command(flatten)]
+        state: StateOpts,
+    },
     /// Print a running service's health and Redis status.
     Status(RemoteOpts),
     /// Exit 0 when a running service answers /health with 200, 1 otherwise (for container
     /// health checks: needs no curl).
     Healthcheck(RemoteOpts),
+}
+
+#[derive(Debug, Subcommand)]
+enum HeldAction {
+    /// Show the held lists, pending first.
+    List,
+    /// Apply a held list now (an operator's confirmation).
+    Apply { id: i64 },
+    /// Drop a held list.
+    Discard { id: i64 },
 }
 
 /// Where the running service is.
@@ -111,6 +128,10 @@ fn main() -> ExitCode {
             raw,
             redis_url,
         } => publish(&file, &channel, raw, &redis_url),
+        Command::Held { action, state } => {
+            init_logging(LogFormat::Pretty);
+            held(action, &state)
+        }
         Command::Status(remote) => status(&remote),
         Command::Healthcheck(remote) => healthcheck(&remote),
     };
@@ -195,6 +216,41 @@ fn publish(file: &PathBuf, channel: &str, raw: bool, redis_url: &str) -> anyhow:
     Ok(ExitCode::SUCCESS)
 }
 
+fn held(action: HeldAction, state: &StateOpts) -> anyhow::Result<ExitCode> {
+    let engine = open_engine(state)?;
+    match action {
+        HeldAction::List => {
+            let holds = engine.holds()?;
+            if holds.is_empty() {
+                println!("no held lists");
+            }
+            for h in holds {
+                println!(
+                    "#{:<4} {:<10} {} {} ({} matches, from {}): {}",
+                    h.id,
+                    h.state,
+                    h.at.format("%Y-%m-%d %H:%M:%S UTC"),
+                    h.message_id.as_deref().unwrap_or("-"),
+                    h.matches,
+                    h.origin,
+                    h.reason
+                );
+            }
+        }
+        HeldAction::Apply { id } => {
+            let applied = engine.apply_held(id, "cli-operator")?;
+            print_plan(&applied, false);
+        }
+        HeldAction::Discard { id } => {
+            if !engine.discard_held(id)? {
+                anyhow::bail!("no pending held list #{id}");
+            }
+            println!("discarded held list #{id}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn status(opts: &RemoteOpts) -> anyhow::Result<ExitCode> {
     let base = opts.base();
     let (health, redis) = runtime()?.block_on(remote::fetch_status(&base))?;
@@ -242,6 +298,11 @@ fn print_plan(applied: &fogis_calendar_sync::engine::Applied, dry_run: bool) {
             "duplicate: message {:?} was already applied; nothing to do",
             applied.message_id
         );
+        return;
+    }
+    if let Some(h) = &applied.held {
+        println!("held, not applied (#{}): {}", h.id, h.reason);
+        println!("confirm with: fogis-calendar-sync held apply {}", h.id);
         return;
     }
     println!(

@@ -90,6 +90,8 @@ pub struct Gauges {
     pub coalesced: u64,
     /// Stored matches by presence.
     pub matches: Vec<(&'static str, usize)>,
+    /// Lists held by the guard, waiting for confirmation.
+    pub held: u64,
 }
 
 impl Metrics {
@@ -145,6 +147,8 @@ impl Metrics {
         for (presence, n) in &gauges.matches {
             let _ = writeln!(out, "fogis_matches{{presence=\"{presence}\"}} {n}");
         }
+        out.push_str("# HELP fogis_held_snapshots Lists held instead of applied, waiting for confirmation.\n# TYPE fogis_held_snapshots gauge\n");
+        let _ = writeln!(out, "fogis_held_snapshots {}", gauges.held);
         out.push_str("# HELP fogis_sync_lag_seconds Time from the message's timestamp to the state commit.\n# TYPE fogis_sync_lag_seconds histogram\n");
         self.lag.render(&mut out, "fogis_sync_lag_seconds");
         out
@@ -177,6 +181,7 @@ mod tests {
             reconnects: 2,
             coalesced: 1,
             matches: vec![("listed", 3)],
+            held: 1,
         });
         assert!(text.contains(
             "fogis_messages_total{channel=\"fogis:matches:updates\",outcome=\"applied\"} 2\n"
@@ -190,6 +195,7 @@ mod tests {
         assert!(text.contains("fogis_sync_lag_seconds_bucket{le=\"+Inf\"} 3\n"));
         assert!(text.contains("fogis_sync_lag_seconds_count 3\n"));
         assert!(text.contains("fogis_matches{presence=\"listed\"} 3\n"));
+        assert!(text.contains("fogis_held_snapshots 1\n"));
         assert_eq!(m.lag.quantile_bound(0.5), Some(0.005));
         assert_eq!(m.lag.quantile_bound(1.0), Some(f64::INFINITY));
         assert_eq!(m.messages("http", "rejected"), 1);

@@ -57,6 +57,14 @@ impl CalendarTarget {
         })
         .await;
         match result {
+            Ok(Ok(applied)) if applied.held.is_some() => {
+                self.metrics.count_message(&channel, "held");
+                let reason = applied
+                    .held
+                    .map(|h| format!("held for confirmation (#{}): {}", h.id, h.reason))
+                    .unwrap_or_default();
+                HandlerOutcome::Rejected { reason }
+            }
             Ok(Ok(applied)) if applied.duplicate => {
                 self.metrics.count_message(&channel, "duplicate");
                 tracing::info!(%channel, message_id = ?applied.message_id, "duplicate message, already applied");

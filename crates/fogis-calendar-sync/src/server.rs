@@ -42,6 +42,8 @@ pub enum ApiError {
     TooLarge(usize),
     #[error("missing or wrong token")]
     Unauthorized,
+    #[error("{0}")]
+    NotFound(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -52,6 +54,7 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Internal(detail) => {
                 // Internals are logged, never sent.
                 tracing::error!(error = %detail, "request failed");
@@ -84,6 +87,9 @@ pub fn router(state: AppState) -> Router {
         .route("/sinks", get(sinks))
         .route("/quarantine", get(quarantine))
         .route("/metrics", get(metrics))
+        .route("/held", get(held_list))
+        .route("/held/{id}/apply", post(held_apply))
+        .route("/held/{id}/discard", post(held_discard))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
@@ -120,12 +126,16 @@ fn require_api_token(state: &AppState, headers: &HeaderMap) -> Result<(), ApiErr
 }
 
 #[derive(Debug, Deserialize)]
-struct TokenQuery {
-    token: Option<String>,
+pub(crate) struct TokenQuery {
+    pub(crate) token: Option<String>,
 }
 
 /// Whether a read request may see personal data: no token configured, or it carries one.
-fn may_see_personal_data(state: &AppState, headers: &HeaderMap, query: &TokenQuery) -> bool {
+pub(crate) fn may_see_personal_data(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: &TokenQuery,
+) -> bool {
     let tokens: Vec<&Secret> = [&state.api_token, &state.feed_token]
         .into_iter()
         .flatten()
@@ -148,6 +158,13 @@ async fn health(State(state): State<AppState>) -> Json<Value> {
     let engine = state.engine.clone();
     let matches = engine.matches();
     let in_feed = matches.iter().filter(|m| m.presence.in_feed()).count();
+    let held = engine.pending_holds();
+    let mut attention = Vec::new();
+    if held > 0 {
+        attention.push(format!(
+            "{held} list(s) held instead of applied (they would empty the calendar): see GET /held, confirm with POST /held/ID/apply"
+        ));
+    }
     let redis = state.subscriber.status();
     let mode = match (redis.enabled, redis.connected) {
         (false, _) => "http-only (Redis disabled)",
@@ -162,6 +179,8 @@ async fn health(State(state): State<AppState>) -> Json<Value> {
         "mode": mode,
         "matches": matches.len(),
         "events_in_feed": in_feed,
+        "held_snapshots": held,
+        "attention": attention,
         "sinks": sink_summary(&state),
         "redis": {
             "enabled": redis.enabled,
@@ -243,6 +262,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
             .into_iter()
             .map(|p| (p.as_str(), count(p)))
             .collect(),
+        held: state.engine.pending_holds(),
     };
     (
         [(
@@ -258,7 +278,7 @@ async fn sync(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     require_api_token(&state, &headers)?;
     let engine = state.engine.clone();
     let body = match body {
@@ -285,6 +305,7 @@ async fn sync(
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let label = match &outcome {
+        Ok(a) if a.held.is_some() => "held",
         Ok(a) if a.duplicate => "duplicate",
         Ok(_) => "applied",
         Err(crate::IngestError::NotAMatchUpdate(_)) => "ignored",
@@ -292,7 +313,10 @@ async fn sync(
     };
     state.metrics.count_message("http", label);
     match outcome {
-        Ok(applied) => Ok(Json(sync_response(&applied))),
+        Ok(applied) if applied.held.is_some() => {
+            Ok((StatusCode::ACCEPTED, Json(sync_response(&applied))).into_response())
+        }
+        Ok(applied) => Ok(Json(sync_response(&applied)).into_response()),
         Err(crate::IngestError::Rejected(reason)) => Err(ApiError::BadRequest(reason)),
         Err(crate::IngestError::NotAMatchUpdate(kind)) => Err(ApiError::BadRequest(format!(
             "a {kind} message carries no matches; post a match update"
@@ -306,6 +330,8 @@ pub fn sync_response(applied: &Applied) -> Value {
     let c = applied.counts;
     json!({
         "success": true,
+        "applied": !applied.duplicate && applied.held.is_none(),
+        "held": applied.held,
         "duplicate": applied.duplicate,
         "message_id": applied.message_id,
         "created": c.created,
@@ -322,10 +348,56 @@ pub fn sync_response(applied: &Applied) -> Value {
 impl From<ApplyError> for ApiError {
     fn from(e: ApplyError) -> Self {
         match e {
-            ApplyError::AllRejected(_) => ApiError::BadRequest(e.to_string()),
+            ApplyError::AllRejected(_) | ApplyError::TooManyMatches { .. } => {
+                ApiError::BadRequest(e.to_string())
+            }
+            ApplyError::NoSuchHold(_) => ApiError::NotFound(e.to_string()),
             ApplyError::Store(e) => ApiError::Internal(e.to_string()),
         }
     }
+}
+
+async fn held_list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let engine = state.engine.clone();
+    let list = tokio::task::spawn_blocking(move || engine.holds())
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let pending = list.iter().filter(|h| h.state == "pending").count();
+    Ok(Json(
+        json!({"success": true, "pending": pending, "held": list}),
+    ))
+}
+
+async fn held_apply(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    require_api_token(&state, &headers)?;
+    let engine = state.engine.clone();
+    let applied = tokio::task::spawn_blocking(move || engine.apply_held(id, "operator"))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    tracing::warn!(held_id = id, "held list applied by an operator");
+    Ok(Json(sync_response(&applied)))
+}
+
+async fn held_discard(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    require_api_token(&state, &headers)?;
+    let engine = state.engine.clone();
+    let done = tokio::task::spawn_blocking(move || engine.discard_held(id))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    if !done {
+        return Err(ApiError::NotFound(format!("no pending held list #{id}")));
+    }
+    Ok(Json(json!({"success": true, "discarded": id})))
 }
 
 /// One stored match as `/matches` shows it; contact data only to those who may see it.

@@ -89,6 +89,7 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         let store = Store { conn };
         store.init_schema()?;
+        store.init_held()?;
         Ok(store)
     }
 
@@ -175,6 +176,14 @@ impl Store {
             Some(_) => {}
         }
         Ok(())
+    }
+
+    /// SQLite's `data_version`: changes when another connection (the CLI next to a running
+    /// service) commits to the file.
+    pub fn data_version(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))?)
     }
 
     pub fn schema_version(&self) -> Result<i64, StoreError> {

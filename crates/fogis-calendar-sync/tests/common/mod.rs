@@ -30,6 +30,9 @@ pub fn state_opts(dir: &Path) -> StateOpts {
         match_duration_minutes: 120,
         reminder_minutes: 2880,
         calendar_name: "FOGIS matches".into(),
+        hold_withdraw_share: 0.5,
+        hold_min_withdrawals: 2,
+        max_matches_per_snapshot: 5000,
     }
 }
 

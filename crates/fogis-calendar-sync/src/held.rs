@@ -1,0 +1,217 @@
+//! Held snapshots: the guard against emptying a calendar.
+//!
+//! A snapshot that is empty while the calendar holds future matches, or that would withdraw
+//! more than `HOLD_WITHDRAW_SHARE` of them at once (and at least `HOLD_MIN_WITHDRAWALS`), is
+//! not applied: it is kept here, reported (`/health`, `/held`, metrics, log), and applied only
+//! when a later message carries the same list (a confirmation from upstream) or an operator
+//! confirms it (`POST /held/{id}/apply`, `fogis-calendar-sync held apply ID`). A normal
+//! snapshot applied meanwhile supersedes what is held.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, OptionalExtension};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use fogis_pubsub::Snapshot;
+
+use crate::store::{Store, StoreError};
+
+/// How long a pending hold lives before it is dropped as stale.
+pub const HELD_KEEP: i64 = 200;
+
+/// One held snapshot.
+#[derive(Debug, Clone, Serialize)]
+pub struct Held {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub origin: String,
+    pub message_id: Option<String>,
+    pub reason: String,
+    /// `pending`, `applied`, `confirmed`, `superseded` or `discarded`.
+    pub state: String,
+    pub matches: usize,
+}
+
+/// The guard's thresholds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HoldPolicy {
+    /// Share of the future matches a snapshot may withdraw at once (0..=1).
+    pub withdraw_share: f64,
+    /// Withdrawals below this count are never held (one reassigned match is normal).
+    pub min_withdrawals: u32,
+}
+
+impl Default for HoldPolicy {
+    fn default() -> Self {
+        HoldPolicy {
+            withdraw_share: 0.5,
+            min_withdrawals: 2,
+        }
+    }
+}
+
+impl HoldPolicy {
+    /// Why a snapshot must be held, if it must.
+    pub fn check(
+        &self,
+        snapshot: &Snapshot,
+        future_listed: usize,
+        withdrawals: u32,
+    ) -> Option<String> {
+        if snapshot.matches.is_empty() && snapshot.rejected.is_empty() && future_listed > 0 {
+            return Some(format!(
+                "the list is empty while the calendar holds {future_listed} future matches"
+            ));
+        }
+        let share = withdrawals as f64 / future_listed.max(1) as f64;
+        (withdrawals >= self.min_withdrawals && share > self.withdraw_share).then(|| {
+            format!(
+                "it would withdraw {withdrawals} of {future_listed} future matches at once (more than {:.0}%)",
+                self.withdraw_share * 100.0
+            )
+        })
+    }
+}
+
+/// What identifies "the same list": the sorted match ids.
+pub fn fingerprint(snapshot: &Snapshot) -> String {
+    let mut ids: Vec<i64> = snapshot.matches.iter().map(|m| m.match_id).collect();
+    ids.sort_unstable();
+    let text: Vec<String> = ids.iter().map(i64::to_string).collect();
+    Sha256::digest(text.join(",").as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The held snapshot as a message the decoder reads back (flat form).
+pub fn body(snapshot: &Snapshot) -> String {
+    let matches: Vec<&serde_json::Value> = snapshot.matches.iter().map(|m| &m.raw).collect();
+    serde_json::json!({
+        "matches": matches,
+        "metadata": {"message_id": snapshot.meta.message_id, "held": true},
+    })
+    .to_string()
+}
+
+impl Store {
+    pub(crate) fn init_held(&self) -> Result<(), StoreError> {
+        self.conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS held (
+                 id INTEGER PRIMARY KEY AUTOINCREMENT,
+                 at TEXT NOT NULL,
+                 origin TEXT NOT NULL,
+                 message_id TEXT,
+                 reason TEXT NOT NULL,
+                 fingerprint TEXT NOT NULL,
+                 matches INTEGER NOT NULL,
+                 body TEXT NOT NULL,
+                 state TEXT NOT NULL DEFAULT 'pending',
+                 resolved_at TEXT
+             );",
+        )?;
+        Ok(())
+    }
+
+    /// Keeps a snapshot that must not be applied yet; returns its id.
+    pub fn hold(
+        &mut self,
+        origin: &str,
+        snapshot: &Snapshot,
+        reason: &str,
+    ) -> Result<i64, StoreError> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO held (at, origin, message_id, reason, fingerprint, matches, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                Utc::now().to_rfc3339(),
+                origin,
+                snapshot.meta.message_id,
+                reason,
+                fingerprint(snapshot),
+                snapshot.matches.len() as i64,
+                body(snapshot)
+            ],
+        )?;
+        let id = tx.last_insert_rowid();
+        tx.execute(
+            "DELETE FROM held WHERE id <= (SELECT MAX(id) FROM held) - ?1",
+            [HELD_KEEP],
+        )?;
+        tx.commit()?;
+        Ok(id)
+    }
+
+    /// A pending hold of the same list from another message: the upstream confirmation.
+    pub fn confirming_hold(&self, snapshot: &Snapshot) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id FROM held WHERE state = 'pending' AND fingerprint = ?1
+                   AND (message_id IS NULL OR ?2 IS NULL OR message_id <> ?2)
+                 ORDER BY id DESC LIMIT 1",
+                params![fingerprint(snapshot), snapshot.meta.message_id],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Marks every pending hold resolved as `state`.
+    pub fn resolve_pending_holds(&mut self, state: &str) -> Result<usize, StoreError> {
+        Ok(self.conn.execute(
+            "UPDATE held SET state = ?1, resolved_at = ?2 WHERE state = 'pending'",
+            params![state, Utc::now().to_rfc3339()],
+        )?)
+    }
+
+    /// Marks one hold resolved.
+    pub fn resolve_hold(&mut self, id: i64, state: &str) -> Result<bool, StoreError> {
+        Ok(self.conn.execute(
+            "UPDATE held SET state = ?1, resolved_at = ?2 WHERE id = ?3 AND state = 'pending'",
+            params![state, Utc::now().to_rfc3339(), id],
+        )? == 1)
+    }
+
+    /// The stored body of a pending hold.
+    pub fn held_body(&self, id: i64) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT body FROM held WHERE id = ?1 AND state = 'pending'",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// The newest holds, pending first.
+    pub fn holds(&self, limit: usize) -> Result<Vec<Held>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, at, origin, message_id, reason, state, matches FROM held
+             ORDER BY state = 'pending' DESC, id DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit as i64], |r| {
+            Ok(Held {
+                id: r.get(0)?,
+                at: DateTime::parse_from_rfc3339(&r.get::<_, String>(1)?)
+                    .map(|t| t.with_timezone(&Utc))
+                    .unwrap_or_default(),
+                origin: r.get(2)?,
+                message_id: r.get(3)?,
+                reason: r.get(4)?,
+                state: r.get(5)?,
+                matches: r.get::<_, i64>(6)? as usize,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn pending_holds(&self) -> Result<u64, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT COUNT(*) FROM held WHERE state = 'pending'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )? as u64)
+    }
+}
