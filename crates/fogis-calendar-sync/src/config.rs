@@ -218,4 +218,25 @@ pub struct ServeOpts {
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
+    /// Seconds a client has to send a request's headers (also closes idle connections).
+    #[arg(long, env = "HTTP_HEADER_TIMEOUT_SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub http_header_timeout_seconds: u64,
+    /// Seconds a whole request may take, body included.
+    #[arg(long, env = "HTTP_REQUEST_TIMEOUT_SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub http_request_timeout_seconds: u64,
+    /// HTTP connections served at once; more are closed on arrival.
+    #[arg(long, env = "HTTP_MAX_CONNECTIONS", default_value_t = 256)]
+    pub http_max_connections: usize,
+}
+
+impl ServeOpts {
+    pub fn http_limits(&self) -> crate::http_server::HttpLimits {
+        crate::http_server::HttpLimits {
+            header_timeout: std::time::Duration::from_secs(self.http_header_timeout_seconds),
+            request_timeout: std::time::Duration::from_secs(self.http_request_timeout_seconds),
+            max_connections: self.http_max_connections,
+        }
+    }
 }

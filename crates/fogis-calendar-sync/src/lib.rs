@@ -12,6 +12,7 @@
 pub mod config;
 pub mod engine;
 pub mod held;
+pub mod http_server;
 pub mod ics;
 pub mod mask;
 pub mod metrics;
@@ -220,9 +221,7 @@ pub async fn run(
     };
     tracing::info!(%addr, data_dir = %opts.state.data_dir.display(), "fogis-calendar-sync listening");
     let app = server::router(state).merge(fogis_pubsub::http::router(subscriber.clone()));
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await;
+    let served = http_server::serve(listener, app, shutdown.clone(), opts.http_limits()).await;
     subscriber.shutdown();
     subscriber.join().await;
     sinks_shutdown.cancel();

@@ -63,6 +63,9 @@ pub fn serve_opts(dir: &Path) -> ServeOpts {
         feed_token: None,
         max_body_bytes: 4 * 1024 * 1024,
         log_format: LogFormat::Pretty,
+        http_header_timeout_seconds: 10,
+        http_request_timeout_seconds: 30,
+        http_max_connections: 256,
     }
 }
 
