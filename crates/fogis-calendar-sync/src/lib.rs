@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod model;
 pub mod outbox;
 pub mod pipeline;
+pub mod purge;
 pub mod reconcile;
 pub mod remote;
 pub mod server;

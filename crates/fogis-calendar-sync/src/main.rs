@@ -57,6 +57,21 @@ enum Command {
         #[command(flatten)]
         state: StateOpts,
     },
+    /// Remove personal data from the state (see SECURITY.md). Sinks (CalDAV, CardDAV,
+    /// Google) keep their own copies: remove those there.
+    Purge {
+        /// Remove matches that kicked off more than this many days ago.
+        #[arg(long)]
+        older_than_days: Option<u32>,
+        /// Remove the quarantined inputs and held lists.
+        #[arg(long)]
+        inputs: bool,
+        /// Remove everything the state holds.
+        #[arg(long)]
+        everything: bool,
+        #[command(flatten)]
+        state: StateOpts,
+    },
     /// Print a running service's health and Redis status.
     Status(RemoteOpts),
     /// Exit 0 when a running service answers /health with 200, 1 otherwise (for container
@@ -132,6 +147,12 @@ fn main() -> ExitCode {
             init_logging(LogFormat::Pretty);
             held(action, &state)
         }
+        Command::Purge {
+            older_than_days,
+            inputs,
+            everything,
+            state,
+        } => purge(older_than_days, inputs, everything, &state),
         Command::Status(remote) => status(&remote),
         Command::Healthcheck(remote) => healthcheck(&remote),
     };
@@ -248,6 +269,30 @@ fn held(action: HeldAction, state: &StateOpts) -> anyhow::Result<ExitCode> {
             println!("discarded held list #{id}");
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn purge(
+    older_than_days: Option<u32>,
+    inputs: bool,
+    everything: bool,
+    state: &StateOpts,
+) -> anyhow::Result<ExitCode> {
+    if older_than_days.is_none() && !inputs && !everything {
+        anyhow::bail!("say what to purge: --older-than-days N, --inputs or --everything");
+    }
+    let opts = fogis_calendar_sync::purge::PurgeOptions {
+        matches_before: older_than_days
+            .map(|d| chrono::Utc::now() - chrono::Duration::days(i64::from(d))),
+        inputs,
+        everything,
+    };
+    let engine = open_engine(state)?;
+    let report = engine.with_store(|s| s.purge(opts))?;
+    println!(
+        "purged {} matches, {} quarantined inputs, {} held lists, {} log lines",
+        report.matches, report.quarantined, report.held, report.log_lines
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -116,3 +116,63 @@ fn help_is_there_for_every_subcommand() {
         assert!(text.contains(var), "{var} not documented in serve --help");
     }
 }
+
+#[test]
+fn purge_removes_personal_data_from_the_state_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = common::fixture_path("processor_match_updates.json");
+    let out = bin()
+        .arg("sync")
+        .arg(&file)
+        .env("DATA_DIR", &data)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    // A rejected input with personal data lands in the quarantine.
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, br#"{"matches": [{"matchid": 1, "lag1namn": "x", "note": "call 0701234567 or eve@example.org"}]}"#).unwrap();
+    let out = bin()
+        .arg("sync")
+        .arg(&bad)
+        .env("DATA_DIR", &data)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let db = || {
+        let mut bytes = std::fs::read(data.join("state.db")).unwrap();
+        bytes.extend(std::fs::read(data.join("state.db-wal")).unwrap_or_default());
+        bytes
+    };
+    let contains =
+        |hay: &[u8], needle: &str| hay.windows(needle.len()).any(|w| w == needle.as_bytes());
+    let out = bin()
+        .args(["purge"])
+        .env("DATA_DIR", &data)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "purge without a scope refuses");
+
+    let out = bin()
+        .args(["purge", "--inputs"])
+        .env("DATA_DIR", &data)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("purged 0 matches, 1 quarantined inputs"),
+        "{text}"
+    );
+    assert!(!contains(&db(), "eve@example.org"));
+    assert!(contains(&db(), "john.doe@example.com"), "matches are kept");
+
+    let out = bin()
+        .args(["purge", "--older-than-days", "30"])
+        .env("DATA_DIR", &data)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("purged 3 matches"), "{text}");
+    assert!(!contains(&db(), "john.doe@example.com"));
+    assert!(!contains(&db(), "0700000000"));
+}
