@@ -3,6 +3,11 @@
 //!
 //! [`RedisUrl`] keeps the connection string, which may carry a password, and never shows that
 //! password: its `Debug` and `Display` print `redis://user:***@host:port/db`.
+//!
+//! Two ways in, both on by default except the stream: pub/sub (`pubsub`, at most once, plus the
+//! catch-up of `latest_key` on every (re)subscription) and a Redis stream read through a
+//! consumer group ([`StreamConfig`], at least once). See the [`subscriber`](crate::subscriber)
+//! module for what each guarantees.
 
 use std::fmt;
 use std::str::FromStr;
@@ -29,6 +34,18 @@ pub const DEFAULT_STATUS_CHANNELS: [&str; 3] = [
 
 /// The Redis of a developer laptop.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// The key holding the newest snapshot, written by
+/// [`Publisher::publish_snapshot`](crate::Publisher::publish_snapshot) and read back on every
+/// (re)subscription.
+pub const DEFAULT_LATEST_KEY: &str = "fogis:matches:latest";
+
+/// The stream every snapshot is appended to by
+/// [`Publisher::publish_snapshot`](crate::Publisher::publish_snapshot).
+pub const DEFAULT_STREAM_KEY: &str = "fogis:matches:stream";
+
+/// The consumer group of this service on the stream.
+pub const DEFAULT_STREAM_GROUP: &str = "calendar-sync";
 
 /// A Redis connection URL (`redis://`, `rediss://`, `redis+unix://`, with optional ACL user and
 /// password), validated by the redis crate's own parser. Its `Debug` and `Display` redact the
@@ -122,6 +139,18 @@ pub struct SubscriberConfig {
     pub connect_timeout: Duration,
     /// Payloads larger than this (4 MiB) are rejected without being decoded.
     pub max_message_bytes: usize,
+    /// Subscribe to the pub/sub channels (default true). False with `stream` set reads the
+    /// stream only: then the status' `connected` follows the stream consumer, the probe is a
+    /// `PING`, and `on_connected` is never called (the stream needs no catch-up).
+    pub pubsub: bool,
+    /// After every successful (re)subscription, read this key (default
+    /// [`DEFAULT_LATEST_KEY`]) and hand its snapshot over as if it had arrived on channel
+    /// `catch-up:<key>`: what was published while we were away is not lost. `None` switches the
+    /// catch-up off. Only meaningful with `pubsub`, and only if every publisher writes the key
+    /// (a stale key written once by hand would be handed over as if it were current).
+    pub latest_key: Option<String>,
+    /// Also read the durable stream through a consumer group (default `None`: off).
+    pub stream: Option<StreamConfig>,
 }
 
 impl Default for SubscriberConfig {
@@ -137,6 +166,9 @@ impl Default for SubscriberConfig {
             ping_timeout: Duration::from_secs(4),
             connect_timeout: Duration::from_secs(5),
             max_message_bytes: 4 * 1024 * 1024,
+            pubsub: true,
+            latest_key: Some(DEFAULT_LATEST_KEY.to_string()),
+            stream: None,
         }
     }
 }
@@ -149,6 +181,69 @@ impl SubscriberConfig {
             ..SubscriberConfig::default()
         }
     }
+}
+
+/// Reading the durable stream through a consumer group (at least once). `Default` gives the
+/// values documented on each field.
+///
+/// Every snapshot is a whole match list, so `coalesce` (on by default) hands only the newest of
+/// what has piled up to the handler and acknowledges the older entries once it returned. Run one
+/// consumer per group for that; with several consumers in one group entries are shared out
+/// between them and no order holds across consumers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamConfig {
+    /// The stream (default [`DEFAULT_STREAM_KEY`]).
+    pub key: String,
+    /// The consumer group (default [`DEFAULT_STREAM_GROUP`]). Created at id `0` with
+    /// `MKSTREAM` when missing, so entries added before the group existed are read too.
+    pub group: String,
+    /// This consumer's name in the group (default [`default_consumer_name`]: the host name).
+    /// Keep it stable across restarts: entries received but not acknowledged before a crash are
+    /// re-read by the consumer of the same name at once, by others only after `claim_idle`.
+    pub consumer: String,
+    /// How long one `XREADGROUP` waits for new entries (5 s); also bounds how late a dead
+    /// connection is noticed (after `block + ping_timeout`).
+    pub block: Duration,
+    /// Entries per read (100).
+    pub batch: usize,
+    /// Pending entries of other consumers idle longer than this (60 s) are claimed
+    /// (`XAUTOCLAIM`): their consumer is taken to be dead.
+    pub claim_idle: Duration,
+    /// How often to look for such entries (30 s); also once at every (re)connection.
+    pub claim_every: Duration,
+    /// Hand only the newest snapshot of what was read together (true); false hands every entry
+    /// in order.
+    pub coalesce: bool,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        StreamConfig {
+            key: DEFAULT_STREAM_KEY.to_string(),
+            group: DEFAULT_STREAM_GROUP.to_string(),
+            consumer: default_consumer_name(),
+            block: Duration::from_secs(5),
+            batch: 100,
+            claim_idle: Duration::from_secs(60),
+            claim_every: Duration::from_secs(30),
+            coalesce: true,
+        }
+    }
+}
+
+/// The host name (`$HOSTNAME`, else `/etc/hostname`), or a random UUID when neither is there.
+///
+/// In a container the host name is the container id unless the deployment sets one: a new name
+/// after every re-creation means the old consumer's unacknowledged entries wait `claim_idle`
+/// before they are claimed. Set [`StreamConfig::consumer`] to a fixed name there.
+pub fn default_consumer_name() -> String {
+    let from_env = std::env::var("HOSTNAME").ok();
+    let from_file = || std::fs::read_to_string("/etc/hostname").ok();
+    from_env
+        .filter(|h| !h.trim().is_empty())
+        .or_else(|| from_file().filter(|h| !h.trim().is_empty()))
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
 /// rustls needs a process-wide crypto provider and panics when it cannot pick one (none, or
@@ -276,6 +371,22 @@ mod tests {
         assert_eq!(c.redis_url.expose(), "redis://127.0.0.1:6379");
         assert_eq!(c.backoff_max, Duration::from_secs(30));
         assert_eq!(c.max_message_bytes, 4 << 20);
-        assert!(c.enabled);
+        assert!(c.enabled && c.pubsub);
+        assert_eq!(c.latest_key.as_deref(), Some("fogis:matches:latest"));
+        assert!(c.stream.is_none());
+    }
+
+    #[test]
+    fn stream_defaults() {
+        let s = StreamConfig::default();
+        assert_eq!(s.key, "fogis:matches:stream");
+        assert_eq!(s.group, "calendar-sync");
+        assert!(!s.consumer.trim().is_empty());
+        assert_eq!(s.consumer, s.consumer.trim());
+        assert_eq!(s.block, Duration::from_secs(5));
+        assert_eq!(s.batch, 100);
+        assert_eq!(s.claim_idle, Duration::from_secs(60));
+        assert_eq!(s.claim_every, Duration::from_secs(30));
+        assert!(s.coalesce);
     }
 }

@@ -72,4 +72,10 @@ pub enum RejectReason {
     /// Not a message of any known form.
     #[error("undecodable: {0}")]
     Undecodable(#[from] crate::DecodeError),
+    /// A stream entry without a `payload` field (not written by a FOGIS publisher).
+    #[error("stream entry {id} has no `payload` field")]
+    MissingPayload {
+        /// The entry's stream id.
+        id: String,
+    },
 }

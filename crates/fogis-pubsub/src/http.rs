@@ -3,8 +3,8 @@
 //! | route | answer |
 //! | --- | --- |
 //! | `GET /redis-status` | connection state and the main counters (shape of the deployed service) |
-//! | `GET /redis-stats` | every counter, the last status and alert, the recent messages |
-//! | `GET /redis-config` | URL (password redacted), channels, timings |
+//! | `GET /redis-stats` | every counter, the last status and alert, the recent messages, the stream consumer |
+//! | `GET /redis-config` | URL (password redacted), channels, timings, catch-up key, stream settings |
 //! | `POST /redis-restart` | drop the connection and reconnect now |
 //! | `POST /redis-test` | a real round trip on the private probe channel; 503 when it fails |
 //!
@@ -74,8 +74,15 @@ async fn status(State(handle): State<SubscriberHandle>) -> Json<Value> {
             "messages_duplicate": s.messages_duplicate,
             "messages_rejected": s.messages_rejected,
             "reconnect_count": s.reconnect_count,
+            "catch_ups": s.catch_ups,
             "last_message_at": s.last_message_at,
             "last_error": s.last_error,
+            "stream": s.stream.as_ref().map(|st| json!({
+                "connected": st.connected,
+                "pending": st.pending,
+                "last_id": st.last_id,
+                "last_error": st.last_error,
+            })),
         },
     }))
 }
@@ -111,6 +118,18 @@ async fn config(State(handle): State<SubscriberHandle>) -> Json<Value> {
         "ping_timeout_ms": ms(c.ping_timeout),
         "connect_timeout_ms": ms(c.connect_timeout),
         "max_message_bytes": c.max_message_bytes,
+        "pubsub": c.pubsub,
+        "latest_key": c.latest_key,
+        "stream": c.stream.as_ref().map(|st| json!({
+            "key": st.key,
+            "group": st.group,
+            "consumer": st.consumer,
+            "block_ms": ms(st.block),
+            "batch": st.batch,
+            "claim_idle_ms": ms(st.claim_idle),
+            "claim_every_ms": ms(st.claim_every),
+            "coalesce": st.coalesce,
+        })),
     }))
 }
 

@@ -8,12 +8,31 @@
 //! - **Subscriber** ([`subscribe_to_match_updates`], [`drive`], [`SubscriberHandle`]): a Redis
 //!   pub/sub reader that reconnects forever, notices a dead connection within seconds, reads fast
 //!   and hands the newest snapshot to your handler on a separate task (older unprocessed ones
-//!   coalesce). Every (re)connection is reported, because pub/sub loses what is published while
-//!   nobody listens.
-//! - **Status** ([`SubscriberStatus`]): connection state and counters, cheap to read, served by
-//!   the axum routes of [`http::router`].
-//! - **Publisher** ([`publisher::Publisher`], [`publisher::stamp`]): publishing in the
-//!   processor's format.
+//!   coalesce). Every (re)connection is reported, and followed by a catch-up of the latest
+//!   snapshot, because pub/sub loses what is published while nobody listens.
+//! - **Stream consumer** ([`StreamConfig`]): optionally, alongside or instead of pub/sub, a Redis
+//!   stream read through a consumer group, each entry acknowledged only after your handler
+//!   returned for it.
+//! - **Status** ([`SubscriberStatus`], [`StreamStatus`]): connection state and counters, cheap to
+//!   read, served by the axum routes of [`http::router`].
+//! - **Publisher** ([`Publisher`], [`publisher::stamp`]): publishing in the processor's format;
+//!   [`Publisher::publish_snapshot`] writes the latest key, the stream and the channel in one
+//!   transaction.
+//!
+//! ## Delivery guarantees
+//!
+//! | mode | guarantee | what the application must do |
+//! | --- | --- | --- |
+//! | pub/sub (default) | **at most once**, plus the **latest snapshot on every (re)connect** (`latest_key`) | skip duplicates (same `message_id` or content) |
+//! | stream ([`SubscriberConfig::stream`]) | **at least once**: acknowledged after the handler returned | apply idempotently; answer [`HandlerOutcome::Retry`] when it cannot commit now |
+//!
+//! Since every snapshot is the whole match list, "the latest snapshot" is all a consumer ever
+//! needs: pub/sub with catch-up loses no *state*, only intermediate snapshots that were
+//! superseded anyway. The stream adds durability across a crash of this service between
+//! receiving and committing, and works even when the publisher does not write the latest key.
+//! Both rely on Redis keeping its data: enable persistence (AOF or RDB) so that the key, the
+//! stream and the consumer group survive a Redis restart, and use `maxmemory-policy noeviction`
+//! so that neither is ever evicted. Details in the [`subscriber`] module.
 //!
 //! This crate carries no calendar code; it decodes and moves messages.
 //!
@@ -26,6 +45,37 @@
 //! };
 //! assert_eq!(snapshot.meta.message_id.as_deref(), Some("m-1"));
 //! assert_eq!(snapshot.matches[0].home_team.as_deref(), Some("A"));
+//! ```
+//!
+//! Publishing a snapshot durably, and consuming the stream:
+//!
+//! ```no_run
+//! use fogis_pubsub::publisher::{stamp_fresh, PublishTargets};
+//! use fogis_pubsub::{drive, HandlerOutcome, Publisher, StreamConfig, SubscriberConfig};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let url: fogis_pubsub::RedisUrl = "redis://fogis-redis:6379".parse()?;
+//! let mut message = serde_json::json!({"type": "match_updates", "payload": {"matches": []}});
+//! stamp_fresh(&mut message)?;
+//! let report = Publisher::new(url.clone())
+//!     .publish_snapshot(&serde_json::to_vec(&message)?, &PublishTargets::default())
+//!     .await?;
+//! println!("entry {:?}", report.stream_id);
+//!
+//! let config = SubscriberConfig {
+//!     stream: Some(StreamConfig {
+//!         consumer: "calendar-sync-1".into(),
+//!         ..StreamConfig::default()
+//!     }),
+//!     ..SubscriberConfig::with_url(url)
+//! };
+//! let handle = fogis_pubsub::subscribe_to_match_updates(config, |update| async move {
+//!     // Commit to the database here; on a transient failure answer Retry.
+//!     HandlerOutcome::Applied { summary: format!("{} matches", update.snapshot.matches.len()) }
+//! });
+//! # handle.shutdown();
+//! # Ok(())
+//! # }
 //! ```
 //!
 //! Subscribing, with the status routes merged into an app:
@@ -57,15 +107,15 @@ pub mod publisher;
 pub mod status;
 pub mod subscriber;
 
-pub use config::{RedisUrl, SubscriberConfig};
+pub use config::{RedisUrl, StreamConfig, SubscriberConfig};
 pub use envelope::{
     decode, decode_value, DecodeError, Message, MessageForm, Meta, RejectedMatch, Snapshot,
     StatusUpdate, SystemAlert,
 };
 pub use error::{ConfigError, ProbeError, PublishError, RejectReason, StampError};
 pub use model::{Address, Kickoff, Match, MatchForm, Referee, TeamContact};
-pub use publisher::Publisher;
-pub use status::{MessageRecord, RecordKind, SubscriberStatus};
+pub use publisher::{PublishReport, PublishTargets, Publisher, StreamTarget};
+pub use status::{MessageRecord, RecordKind, StreamStatus, SubscriberStatus};
 pub use subscriber::{
     drive, subscribe_to_match_updates, BoxFuture, HandlerOutcome, MatchUpdate, RejectedPayload,
     SubscriberHandle, SyncTarget,

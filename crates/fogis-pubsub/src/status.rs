@@ -1,7 +1,7 @@
 //! What the subscriber knows about itself: connection state, counters, the last processing
 //! status and alert, and a short history of messages for a status page.
 //!
-//! The reading task, the worker and the handle share one [`StatusCell`]. It is a
+//! The reading tasks, the worker and the handle share one `StatusCell`. It is a
 //! `std::sync::Mutex`, not a tokio one, on purpose: every critical section is a few field
 //! updates with no `.await` inside, so a blocking lock is cheaper and cannot be held across a
 //! suspension point. Readers take a clone ([`SubscriberStatus`]) and never block the reader for
@@ -49,7 +49,8 @@ pub struct MessageRecord {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct SubscriberStatus {
     pub enabled: bool,
-    /// True only while a live, subscribed connection exists.
+    /// True only while a live, subscribed connection exists. With pub/sub off (stream only):
+    /// while the stream consumer is connected.
     pub connected: bool,
     /// True while every configured channel is subscribed (implies `connected`).
     pub subscribed: bool,
@@ -59,7 +60,9 @@ pub struct SubscriberStatus {
     pub disconnected_since: Option<DateTime<Utc>>,
     /// The match and status channels (not the private probe channel).
     pub channels: Vec<String>,
-    /// Messages received on the match and status channels.
+    /// Messages received on the match and status channels, catch-up snapshots, and stream
+    /// entries handed to the handler or recorded (status, alerts, poison; not the ones
+    /// superseded before the handler saw them).
     pub messages_received: u64,
     pub messages_received_by_channel: BTreeMap<String, u64>,
     /// Snapshots the handler applied.
@@ -70,6 +73,11 @@ pub struct SubscriberStatus {
     pub messages_rejected: u64,
     /// Snapshots replaced by a newer one before the handler got to them.
     pub messages_coalesced: u64,
+    /// Handler outcomes [`Retry`](crate::HandlerOutcome::Retry): the snapshot was tried again
+    /// later (pub/sub) or left pending in the stream.
+    pub messages_retried: u64,
+    /// Catch-up snapshots (the latest key, read after a (re)subscription) handed to the handler.
+    pub catch_ups: u64,
     /// Successful subscriptions after the first one.
     pub reconnect_count: u64,
     pub last_message_at: Option<DateTime<Utc>>,
@@ -87,6 +95,44 @@ pub struct SubscriberStatus {
     pub alert_messages: u64,
     /// The last [`RECENT_MESSAGES`] messages, oldest first.
     pub recent: VecDeque<MessageRecord>,
+    /// The stream consumer, when one is configured.
+    pub stream: Option<StreamStatus>,
+}
+
+/// The stream consumer's state and counters.
+///
+/// An entry counts in `delivered` every time Redis hands it to this consumer (a redelivery after
+/// a reconnect, a retry or a claim counts again) and in `acked` once. `superseded`, `poison`
+/// and the handled entries are the three ways to be acknowledged.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StreamStatus {
+    pub key: String,
+    pub group: String,
+    pub consumer: String,
+    /// True while the consumer has a working connection and its group exists.
+    pub connected: bool,
+    /// The id of the last entry acknowledged.
+    pub last_id: Option<String>,
+    /// Entries read: new ones, own pending ones read again, claimed ones.
+    pub delivered: u64,
+    /// Entries acknowledged (`XACK` said they were pending).
+    pub acked: u64,
+    /// Entries acknowledged without reaching the handler because a newer snapshot was handled
+    /// (coalescing), or because they had been trimmed from the stream meanwhile.
+    pub superseded: u64,
+    /// Entries taken over from idle consumers (`XAUTOCLAIM`).
+    pub claimed: u64,
+    /// Entries without a `payload`, too large or undecodable: handed to `on_rejected`, acked.
+    pub poison: u64,
+    /// Handler outcomes `Retry`: the entry stayed pending and is read again after a backoff.
+    pub retried: u64,
+    /// How often this consumer created the group (at start when missing, after `NOGROUP`).
+    pub groups_created: u64,
+    /// The group's pending entries (`XPENDING`), refreshed after every read.
+    pub pending: Option<u64>,
+    /// The last problem, with any password scrubbed.
+    pub last_error: Option<String>,
+    pub last_error_at: Option<DateTime<Utc>>,
 }
 
 /// The shared, lock-protected status. See the module docs for why the lock is a std mutex.
@@ -154,6 +200,13 @@ impl StatusCell {
         s.disconnected_since = None;
         if reconnect {
             s.reconnect_count += 1;
+        }
+    }
+
+    /// Updates the stream consumer's status, if there is one.
+    pub(crate) fn stream(&self, update: impl FnOnce(&mut StreamStatus)) {
+        if let Some(stream) = self.lock().stream.as_mut() {
+            update(stream);
         }
     }
 

@@ -1,26 +1,78 @@
-//! A Redis pub/sub subscriber for match updates that never stays down.
+//! A subscriber for match updates that never stays down and, with the stream, never loses one.
 //!
-//! Two tasks per subscriber, owned by one [`SubscriberHandle`]:
+//! Up to three tasks per subscriber, owned by one [`SubscriberHandle`]:
 //!
-//! - the **reading task** connects, subscribes every match and status channel plus a private
-//!   probe channel, and then only reads: it size-checks, decodes and hands off. It reconnects
-//!   forever with capped, jittered exponential backoff and pings an idle connection so that a
-//!   dead or frozen Redis is noticed within `ping_interval + ping_timeout`.
-//! - the **worker** takes the newest snapshot from a one-place coalescing slot and awaits the
-//!   handler. A slow handler therefore never slows the reader, and Redis never disconnects us
-//!   for a full output buffer; snapshots that were overtaken before the handler got to them are
-//!   counted as coalesced, which loses nothing because every snapshot is the whole match list.
+//! - the **reading task** (pub/sub, on unless `pubsub` is false) connects, subscribes every
+//!   match and status channel plus a private probe channel, catches up (below), and then only
+//!   reads: it size-checks, decodes and hands off. It reconnects forever with capped, jittered
+//!   exponential backoff and pings an idle connection so that a dead or frozen Redis is noticed
+//!   within `ping_interval + ping_timeout`.
+//! - the **stream consumer** (when [`SubscriberConfig::stream`] is set) reads a Redis stream
+//!   through a consumer group and acknowledges each entry only after the handler returned for
+//!   it (see below).
+//! - the **worker** takes the work from a small inbox and awaits the handler: one call at a
+//!   time, whichever way the snapshot came. A slow handler therefore never slows the pub/sub
+//!   reader, and Redis never disconnects us for a full output buffer; pub/sub snapshots that
+//!   were overtaken before the handler got to them are counted as coalesced, which loses nothing
+//!   because every snapshot is the whole match list.
 //!
-//! Pub/sub is at-most-once: whatever is published while we are disconnected is gone. Every
-//! successful subscription is therefore reported to the handler
-//! ([`SyncTarget::on_connected`]) so that the application can catch up.
+//! # Delivery guarantees
+//!
+//! **Pub/sub is at most once**: whatever is published while we are disconnected is gone. Two
+//! things make up for it. Every successful subscription is reported to the handler
+//! ([`SyncTarget::on_connected`]). And, with `latest_key` set (the default), every successful
+//! (re)subscription is followed by a **catch-up** of the newest snapshot, in this order:
+//!
+//! 1. `SUBSCRIBE` every channel and wait for the confirmations, so that from here on nothing
+//!    published can fall between the catch-up and the live messages;
+//! 2. on a second connection, in one `MULTI`/`EXEC`: `GET <latest_key>` and `PUBLISH` a random
+//!    marker on the private probe channel. The marker arrives among the live messages exactly
+//!    where the `GET` ran: messages before it were published before the read, messages after it
+//!    after;
+//! 3. when the marker arrives, the key's snapshot is handed over as if it had arrived on channel
+//!    `catch-up:<key>` (counted in [`SubscriberStatus::catch_ups`]), unless a match snapshot
+//!    already arrived between the subscription and the marker: that one is at least as new as
+//!    the key (publishers write key and message in one transaction, see
+//!    [`Publisher::publish_snapshot`]), and handing the key after it could only go back in time.
+//!
+//! A catch-up of a snapshot already applied is a duplicate, which the application skips for
+//! free. Together: at most once, plus the latest snapshot on every reconnect, which is all a
+//! snapshot protocol needs, as long as every publisher writes the key and Redis keeps it.
+//!
+//! **The stream is at least once**: an entry is acknowledged (`XACK`) only after the handler
+//! returned [`Applied`](HandlerOutcome::Applied), [`Duplicate`](HandlerOutcome::Duplicate) or
+//! [`Rejected`](HandlerOutcome::Rejected) for it (or for a newer snapshot that supersedes it).
+//! A crash between the application's commit and the `XACK` delivers the entry again, so the
+//! application's apply must be idempotent (it is: snapshots are deduplicated by `message_id`
+//! and content). See the `stream` module for the commands.
+//!
+//! Both can run together; the worker then gives a waiting stream entry the handler before a
+//! waiting pub/sub snapshot (the stream entry is the older one), and the application
+//! deduplicates what arrives both ways.
+//!
+//! # Redis settings that matter
+//!
+//! - **Persistence** (AOF `appendonly yes`, or RDB snapshots): without it a Redis restart
+//!   empties the latest key, the stream and the consumer group, and what was published but not
+//!   yet read is gone. With `appendfsync everysec` (the default) up to a second can be lost in a
+//!   crash of the Redis host.
+//! - **`maxmemory-policy noeviction`**: under an evicting policy the stream or the key can be
+//!   evicted at any time. (A vanished stream or group is recreated, `NOGROUP`, but its entries
+//!   are lost.)
+//! - `client-output-buffer-limit pubsub`: the reading task reads fast precisely so that this
+//!   limit is never reached.
 //!
 //! Three ways in, from simplest: [`subscribe_to_match_updates`] with an async closure, [`drive`]
 //! with an existing [`SyncTarget`], and [`http::router`](crate::http::router) on top of either.
+//!
+//! [`Publisher::publish_snapshot`]: crate::Publisher::publish_snapshot
+//! [`SubscriberConfig::stream`]: crate::SubscriberConfig::stream
 
 mod backoff;
 mod handle;
+mod intake;
 mod reader;
+mod stream;
 mod worker;
 
 use std::collections::HashMap;
@@ -38,7 +90,7 @@ use crate::config::SubscriberConfig;
 use crate::envelope::Snapshot;
 use crate::error::RejectReason;
 use crate::publisher::Publisher;
-use crate::status::{StatusCell, SubscriberStatus};
+use crate::status::{StatusCell, StreamStatus, SubscriberStatus};
 
 pub use handle::SubscriberHandle;
 
@@ -64,8 +116,12 @@ pub enum HandlerOutcome {
     Applied { summary: String },
     /// The snapshot had been applied before (same `message_id` or content).
     Duplicate,
-    /// The snapshot could not be applied.
+    /// The snapshot could not be applied and never will be (it is acknowledged on the stream).
     Rejected { reason: String },
+    /// The snapshot could not be applied *now* (the database is unavailable, say). On the
+    /// stream the entry is not acknowledged and is read again after a backoff; a pub/sub
+    /// snapshot is kept and tried again after a backoff unless a newer one arrives first.
+    Retry { reason: String },
 }
 
 /// A payload that was received but could not be used, for the application to quarantine.
@@ -212,11 +268,20 @@ fn spawn(config: SubscriberConfig, target: Arc<dyn SyncTarget>) -> SubscriberHan
     let shared = Arc::new(Shared::new(config));
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
-    if shared.config.enabled {
-        tracker.spawn(reader::run(shared.clone(), cancel.clone()));
-        tracker.spawn(worker::run(shared.clone(), target, cancel.clone()));
-    } else {
+    let config = &shared.config;
+    let stream = config.stream.clone();
+    if !config.enabled {
         tracing::info!("Redis integration disabled; not connecting");
+    } else if !config.pubsub && stream.is_none() {
+        tracing::warn!("Redis pub/sub is off and no stream is configured: nothing to read");
+    } else {
+        if config.pubsub {
+            tracker.spawn(reader::run(shared.clone(), cancel.clone()));
+        }
+        if let Some(stream) = stream {
+            tracker.spawn(stream::run(shared.clone(), stream, cancel.clone()));
+        }
+        tracker.spawn(worker::run(shared.clone(), target, cancel.clone()));
     }
     tracker.close();
     SubscriberHandle::new(shared, cancel, tracker)
@@ -241,14 +306,22 @@ impl Shared {
     fn new(config: SubscriberConfig) -> Self {
         // Each channel once, in configuration order (a name listed twice is subscribed once).
         let mut channels: Vec<String> = Vec::new();
-        for channel in config.match_channels.iter().chain(&config.status_channels) {
+        let listed = config.match_channels.iter().chain(&config.status_channels);
+        for channel in listed.filter(|_| config.pubsub) {
             if !channels.contains(channel) {
                 channels.push(channel.clone());
             }
         }
+        let stream = config.stream.as_ref().map(|s| StreamStatus {
+            key: s.key.clone(),
+            group: s.group.clone(),
+            consumer: s.consumer.clone(),
+            ..StreamStatus::default()
+        });
         let status = SubscriberStatus {
             enabled: config.enabled,
             channels,
+            stream,
             ..SubscriberStatus::default()
         };
         Shared {

@@ -202,3 +202,90 @@ async fn disabled_integration_says_so() {
         .expect("restart");
     assert_eq!(restart.status(), 409);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_consumer_is_configured_and_counted_in_the_routes() {
+    let redis = RedisServer::start();
+    let config = fogis_pubsub::SubscriberConfig {
+        pubsub: false,
+        stream: Some(fogis_pubsub::StreamConfig {
+            consumer: "web-1".into(),
+            block: Duration::from_millis(500),
+            ..fogis_pubsub::StreamConfig::default()
+        }),
+        ..config_for(&redis.url())
+    };
+    let handle = drive(config, Recorder::new());
+    let base = serve(http::router(handle.clone())).await;
+    let publisher = fogis_pubsub::Publisher::new(redis.url().parse().expect("url"));
+    let report = publisher
+        .publish_snapshot(
+            &fixture("seed_flat.json"),
+            &fogis_pubsub::PublishTargets::default(),
+        )
+        .await
+        .expect("published");
+    assert_eq!(report.receivers, 0, "nobody on pub/sub");
+    let entry = report.stream_id.expect("an entry id");
+    eventually("the entry acknowledged", T, || {
+        handle
+            .status()
+            .stream
+            .is_some_and(|s| s.acked == 1 && s.pending == Some(0))
+    })
+    .await;
+
+    let client = reqwest::Client::new();
+    let get = |path: &str| client.get(format!("{base}{path}")).send();
+    let config: Value = get("/redis-config")
+        .await
+        .expect("config")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(config["pubsub"], false);
+    assert_eq!(config["latest_key"], "fogis:matches:latest");
+    let stream = &config["stream"];
+    assert_eq!(stream["key"], "fogis:matches:stream");
+    assert_eq!(stream["group"], "calendar-sync");
+    assert_eq!(stream["consumer"], "web-1");
+    assert_eq!(stream["block_ms"], 500);
+    assert_eq!(stream["batch"], 100);
+    assert_eq!(stream["claim_idle_ms"], 60000);
+    assert_eq!(stream["claim_every_ms"], 30000);
+    assert_eq!(stream["coalesce"], true);
+
+    let stats: Value = get("/redis-stats")
+        .await
+        .expect("stats")
+        .json()
+        .await
+        .expect("json");
+    let stream = &stats["stream"];
+    assert_eq!(stream["connected"], true);
+    assert_eq!(stream["consumer"], "web-1");
+    assert_eq!(stream["delivered"], 1);
+    assert_eq!(stream["acked"], 1);
+    assert_eq!(stream["pending"], 0);
+    assert_eq!(stream["last_id"], entry.as_str());
+    assert_eq!(stats["catch_ups"], 0);
+    assert_eq!(stats["sync_count"], 1);
+
+    let status: Value = get("/redis-status")
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(status["redis_status"]["connected"], true, "{status}");
+    assert_eq!(status["stats"]["stream"]["connected"], true);
+    // Without pub/sub the probe is a PING.
+    let test = client
+        .post(format!("{base}/redis-test"))
+        .send()
+        .await
+        .expect("test");
+    assert_eq!(test.status(), 200);
+    handle.shutdown();
+    handle.join().await;
+}

@@ -2,8 +2,9 @@
 //!
 //! Helpers for integration tests that need real services. The key type is [`RedisServer`]: a
 //! throwaway `redis-server` on a free loopback port, with its own temporary directory and no
-//! persistence, killed when dropped. Tests can stop it and start it again on the same port,
-//! freeze it (`SIGSTOP`) to simulate a half-open connection, and run `redis-cli` against it.
+//! persistence (unless asked for: [`RedisOptions::persistent`]), killed when dropped. Tests can
+//! stop it and start it again on the same port and in the same directory, freeze it (`SIGSTOP`)
+//! to simulate a half-open connection, and run `redis-cli` against it.
 //!
 //! It never touches a Redis on the default port 6379: every server gets a port the OS says is
 //! free.
@@ -57,6 +58,16 @@ impl RedisOptions {
     pub fn port(mut self, port: u16) -> Self {
         self.port = Some(port);
         self
+    }
+
+    /// Append-only persistence with an fsync per write (`--appendonly yes --appendfsync
+    /// always`) in the server's own directory: everything a command was answered for survives
+    /// [`RedisServer::stop`] (a SIGKILL) and [`RedisServer::start_again`].
+    pub fn persistent(self) -> Self {
+        self.arg("--appendonly")
+            .arg("yes")
+            .arg("--appendfsync")
+            .arg("always")
     }
 
     /// One extra `redis-server` argument, e.g. `.arg("--requirepass").arg("secret")`.
@@ -125,6 +136,11 @@ impl RedisServer {
     /// The port the server listens on (kept across [`stop`](Self::stop) / [`start_again`](Self::start_again)).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The server's working directory (its log, and its data files when persistent).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     /// The process id of the running server, if it is running.
@@ -196,6 +212,7 @@ impl RedisServer {
 
     fn spawn(&mut self) -> Result<(), String> {
         let log = self.dir.path().join("redis.log");
+        // The defaults first: extra arguments given later override them.
         let mut child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
@@ -279,6 +296,12 @@ fn tail(log: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn persistent_adds_aof_arguments_after_the_defaults() {
+        let o = RedisOptions::default().persistent();
+        assert_eq!(o.args, ["--appendonly", "yes", "--appendfsync", "always"]);
+    }
 
     #[test]
     fn free_port_is_never_the_system_redis_port() {

@@ -21,7 +21,7 @@ pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Controls a running subscriber. Cheap to clone; the subscriber's tasks stop at
 /// [`shutdown`](Self::shutdown) or when the last clone is dropped.
 ///
-/// Awaiting the handle (or [`join`](Self::join)) waits until both tasks have finished, which
+/// Awaiting the handle (or [`join`](Self::join)) waits until all its tasks have finished, which
 /// happens only after a shutdown: call `shutdown()` first.
 #[derive(Clone)]
 #[must_use = "the subscriber stops when the last handle is dropped"]
@@ -74,8 +74,9 @@ impl SubscriberHandle {
         &self.shared.probe_channel
     }
 
-    /// Drops the current connection and reconnects at once (also cuts a backoff wait short).
-    /// Does nothing when the integration is disabled or shut down.
+    /// Drops the current pub/sub connection and reconnects at once (also cuts a backoff wait
+    /// short), which also catches up again. Does nothing when the integration is disabled or shut
+    /// down, nor to the stream consumer (it has nothing to gain from a new connection).
     pub fn restart(&self) {
         if self.shared.config.enabled && !self.cancel.is_cancelled() {
             self.shared.restart.notify_one();
@@ -84,7 +85,8 @@ impl SubscriberHandle {
 
     /// Measures a real round trip: publishes a random token on this instance's private probe
     /// channel over a separate connection and waits until the reading task receives it
-    /// (at most 3 s). Never publishes on a match channel.
+    /// (at most 3 s). Never publishes on a match channel. With pub/sub off (stream only) it is
+    /// a `PING` on that separate connection.
     ///
     /// # Cancel safety
     ///
@@ -95,6 +97,9 @@ impl SubscriberHandle {
         }
         if self.cancel.is_cancelled() {
             return Err(ProbeError::ShuttingDown);
+        }
+        if !self.shared.config.pubsub {
+            return self.ping().await;
         }
         if !self.shared.status.lock().subscribed {
             return Err(ProbeError::NotSubscribed);
@@ -132,7 +137,21 @@ impl SubscriberHandle {
         }
     }
 
-    /// Asks both tasks to stop. The reader stops at once; a handler call in progress finishes.
+    /// The probe without pub/sub: one `PING`.
+    async fn ping(&self) -> Result<Duration, ProbeError> {
+        let started = std::time::Instant::now();
+        match tokio::time::timeout(PROBE_TIMEOUT, self.shared.publisher.ping()).await {
+            Err(_) => Err(ProbeError::Timeout(PROBE_TIMEOUT)),
+            Ok(Err(f)) => Err(ProbeError::Unavailable(f.error.to_string())),
+            Ok(Ok(())) => {
+                self.shared.status.lock().redis_available = true;
+                Ok(started.elapsed())
+            }
+        }
+    }
+
+    /// Asks the tasks to stop. The reader stops at once; a handler call in progress finishes,
+    /// and the stream entry it was working on is then acknowledged.
     pub fn shutdown(&self) {
         self.cancel.cancel();
     }

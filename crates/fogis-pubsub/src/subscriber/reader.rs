@@ -10,21 +10,27 @@
 //! The redis crate's pub/sub driver reads the socket on its own task into an unbounded channel,
 //! so the server-side output buffer drains at network speed; this task keeps that channel short
 //! by doing nothing slow.
+//!
+//! Catch-up (see the [parent module](super) for why this order): after `SUBSCRIBE` is confirmed,
+//! one transaction on the probe publisher's connection reads `latest_key` and publishes a marker
+//! on the private probe channel. Live messages keep flowing meanwhile (they wait in the driver's
+//! channel while the transaction runs). When the marker comes back, the key's snapshot is handed
+//! over unless a live snapshot came first. A marker that does not come back after
+//! `ping_timeout` of silence means the subscription is broken: the connection is abandoned like
+//! one that stopped answering `PING`. A Redis that refuses the read (`NOPERM`, `WRONGTYPE`) is reported
+//! and the session goes on without catch-up, since reconnecting would not change the answer.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use futures_util::{FutureExt, StreamExt};
 use redis::aio::{PubSubSink, PubSubStream};
-use redis::{Msg, RedisError};
+use redis::RedisError;
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::Backoff;
-use super::{MatchUpdate, RejectedPayload, Shared, REJECTED_RAW_LIMIT};
-use crate::envelope::Message;
-use crate::error::RejectReason;
-use crate::status::RecordKind;
+use super::intake::intake;
+use super::Shared;
 
 /// Pings are never sent more often than this, whatever the configuration says.
 const MIN_PING_INTERVAL: Duration = Duration::from_millis(100);
@@ -171,6 +177,65 @@ type Ping = std::pin::Pin<
     >,
 >;
 
+/// A catch-up read whose marker has not come back yet.
+struct CatchUp {
+    key: String,
+    token: String,
+    /// The key's value when it was read.
+    value: Option<Vec<u8>>,
+    /// A live snapshot arrived before the marker: it is at least as new as `value`.
+    overtaken: bool,
+    deadline: tokio::time::Instant,
+}
+
+impl CatchUp {
+    /// The marker is back: hand the key's snapshot over, unless a live one came first.
+    fn finish(self, shared: &Shared) {
+        if self.overtaken {
+            tracing::debug!(key = %self.key, "catch-up not needed: a live snapshot came first");
+            return;
+        }
+        let Some(value) = self.value else {
+            tracing::debug!(key = %self.key, "catch-up: the key is empty");
+            return;
+        };
+        let channel = format!("catch-up:{}", self.key);
+        if intake(shared, &channel, &value) {
+            shared.status.lock().catch_ups += 1;
+        }
+    }
+}
+
+/// Reads the latest key and publishes the marker (one transaction).
+async fn start_catch_up(shared: &Shared, key: &str) -> Result<Option<CatchUp>, SessionEnd> {
+    let token = format!("catch-up:{}", uuid::Uuid::new_v4());
+    let read = shared
+        .publisher
+        .read_latest(key, &shared.probe_channel, &token)
+        .await;
+    match read {
+        Ok((value, receivers)) if receivers > 0 => Ok(Some(CatchUp {
+            key: key.to_string(),
+            token,
+            value,
+            overtaken: false,
+            deadline: tokio::time::Instant::now() + shared.config.ping_timeout,
+        })),
+        Ok(_) => Err(SessionEnd::Lost {
+            reason: "the catch-up marker reached no subscriber: the subscription is gone".into(),
+        }),
+        Err(f) if f.answered => {
+            let reason = format!("catch-up read of {key} refused: {}", f.error);
+            tracing::warn!("{reason}; going on without catch-up");
+            shared.status.error(reason, true);
+            Ok(None)
+        }
+        Err(f) => Err(SessionEnd::Lost {
+            reason: format!("catch-up read of {key} failed: {}", f.error),
+        }),
+    }
+}
+
 /// Reads one subscribed connection until it ends.
 async fn session(
     shared: &Shared,
@@ -178,6 +243,24 @@ async fn session(
     mut stream: PubSubStream,
     cancel: &CancellationToken,
 ) -> SessionEnd {
+    let mut catch_up = match &shared.config.latest_key {
+        Some(key) => {
+            // Cancel safety: a transaction dropped in flight changes nothing (the key stays,
+            // a marker nobody waits for is ignored).
+            let started = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return SessionEnd::Shutdown,
+                _ = shared.restart.notified() => return SessionEnd::Restart,
+                r = start_catch_up(shared, key) => r,
+            };
+            match started {
+                Ok(c) => c,
+                Err(end) => return end,
+            }
+        }
+        None => None,
+    };
+    let marker_deadline = |c: &Option<CatchUp>| c.as_ref().map(|c| c.deadline);
     let interval = shared
         .config
         .ping_interval
@@ -189,17 +272,38 @@ async fn session(
     let mut ping: Option<Ping> = None;
 
     loop {
+        let marker_due = marker_deadline(&catch_up);
         // Cancel safety of every branch: `cancelled()` and `notified()` hold no data (a
         // `notify_one` permit is passed on if its future is dropped); `stream.next()` is an mpsc
-        // receive, which loses nothing when dropped; `sleep_until` is recreated from the same
-        // deadline; the ping future is only borrowed.
+        // receive, which loses nothing when dropped; both `sleep_until`s are recreated from the
+        // same deadlines; the ping future is only borrowed.
         tokio::select! {
             biased;
             _ = cancel.cancelled() => return SessionEnd::Shutdown,
             _ = shared.restart.notified() => return SessionEnd::Restart,
             msg = stream.next() => match msg {
                 Some(msg) => {
-                    intake(shared, &msg);
+                    let channel = msg.get_channel_name();
+                    let payload = msg.get_payload_bytes();
+                    // The marker is behind whatever arrived first: while messages keep coming,
+                    // the connection is alive and the marker not late.
+                    if let Some(c) = catch_up.as_mut() {
+                        c.deadline = tokio::time::Instant::now() + shared.config.ping_timeout;
+                    }
+                    if channel == shared.probe_channel {
+                        let marker = catch_up.as_ref().is_some_and(|c| c.token.as_bytes() == payload);
+                        match catch_up.take() {
+                            Some(c) if marker => c.finish(shared),
+                            other => {
+                                catch_up = other;
+                                shared.probe_returned(payload);
+                            }
+                        }
+                    } else if intake(shared, channel, payload) {
+                        if let Some(c) = catch_up.as_mut() {
+                            c.overtaken = true;
+                        }
+                    }
                     if ping.is_none() {
                         idle_until = tokio::time::Instant::now() + interval;
                     }
@@ -237,89 +341,25 @@ async fn session(
                     }
                 }
             }
+            _ = async {
+                match marker_due {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            }, if marker_due.is_some() => {
+                return SessionEnd::Lost {
+                    reason: format!(
+                        "the catch-up marker did not come back within {:?}",
+                        shared.config.ping_timeout
+                    ),
+                };
+            }
             _ = tokio::time::sleep_until(idle_until), if ping.is_none() => {
                 let mut sink = sink.clone();
                 ping = Some(Box::pin(async move {
                     tokio::time::timeout(ping_timeout, sink.ping::<redis::Value>()).await
                 }));
             }
-        }
-    }
-}
-
-/// Handles one received message. Runs on the reading task: only counting, size-checking,
-/// decoding and handing off; never logs payload contents.
-fn intake(shared: &Shared, msg: &Msg) {
-    let channel = msg.get_channel_name();
-    let payload = msg.get_payload_bytes();
-    if channel == shared.probe_channel {
-        shared.probe_returned(payload);
-        return;
-    }
-    let received_at = Utc::now();
-    let limit = shared.config.max_message_bytes;
-    let decoded = if payload.len() > limit {
-        Err(RejectReason::TooLarge {
-            size: payload.len(),
-            limit,
-        })
-    } else {
-        crate::decode(payload).map_err(RejectReason::from)
-    };
-    let status = &shared.status;
-    match decoded {
-        Ok(Message::Matches(snapshot)) => {
-            let n = snapshot.matches.len();
-            tracing::info!("received {n} matches on {channel}");
-            let outcome = format!("queued ({n} matches)");
-            let seq = status.received(channel, RecordKind::Matches, outcome);
-            let update = MatchUpdate {
-                channel: channel.to_string(),
-                snapshot,
-                received_at,
-            };
-            if let Some(replaced) = shared.inbox.put(seq, update) {
-                let mut s = status.lock();
-                s.messages_coalesced += 1;
-                let text = "coalesced: superseded by a newer snapshot".to_string();
-                crate::status::StatusCell::set_outcome(&mut s, replaced, text);
-            }
-        }
-        Ok(Message::Status(update)) => {
-            tracing::info!(channel, status = %update.status, "processing status");
-            status.received(
-                channel,
-                RecordKind::Status,
-                format!("status: {}", update.status),
-            );
-            let mut s = status.lock();
-            s.status_messages += 1;
-            s.last_status = Some(update);
-        }
-        Ok(Message::Alert(alert)) => {
-            tracing::warn!(
-                channel,
-                severity = %alert.severity,
-                alert_type = %alert.alert_type,
-                "system alert"
-            );
-            let outcome = format!("alert: {} ({})", alert.alert_type, alert.severity);
-            status.received(channel, RecordKind::Alert, outcome);
-            let mut s = status.lock();
-            s.alert_messages += 1;
-            s.last_alert = Some(alert);
-        }
-        Err(reason) => {
-            tracing::warn!(channel, size = payload.len(), "rejected message: {reason}");
-            status.received(channel, RecordKind::Rejected, reason.to_string());
-            status.lock().messages_rejected += 1;
-            shared.inbox.rejected(RejectedPayload {
-                channel: channel.to_string(),
-                error: reason,
-                raw: payload[..payload.len().min(REJECTED_RAW_LIMIT)].to_vec(),
-                size: payload.len(),
-                received_at,
-            });
         }
     }
 }
