@@ -114,12 +114,53 @@ pub struct RedisOpts {
     /// Largest accepted Redis message in bytes; larger ones are counted and quarantined.
     #[arg(long, env = "REDIS_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub redis_max_message_bytes: usize,
+    #[command(flatten)]
+    pub durable: DurableOpts,
+    /// Consumer group of the stream.
+    #[arg(long, env = "REDIS_CONSUMER_GROUP", default_value = "calendar-sync")]
+    pub redis_consumer_group: String,
+    /// This instance's consumer name in the group (default: the host name). Keep it stable:
+    /// entries received but not acknowledged before a crash go back to the same name at once.
+    #[arg(long, env = "REDIS_CONSUMER_NAME")]
+    pub redis_consumer_name: Option<String>,
+    /// Pending entries of a consumer silent this long are claimed by another.
+    #[arg(long, env = "REDIS_STREAM_CLAIM_IDLE_SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub redis_stream_claim_idle_seconds: u64,
+}
+
+/// Where snapshots are kept in Redis besides the channel: shared by `serve` and `publish`.
+#[derive(Debug, Clone, Args)]
+pub struct DurableOpts {
+    /// Key holding the latest snapshot, read on every (re)connect to catch up (empty: off).
+    #[arg(long, env = "REDIS_LATEST_KEY", default_value = "fogis:matches:latest")]
+    pub redis_latest_key: String,
+    /// Redis stream of snapshots; when set, the service consumes it with acknowledgements
+    /// (at least once) and `publish` appends to it.
+    #[arg(long, env = "REDIS_STREAM")]
+    pub redis_stream: Option<String>,
+    /// Approximate length the stream is trimmed to when publishing.
+    #[arg(long, env = "REDIS_STREAM_MAXLEN", default_value_t = 10_000)]
+    pub redis_stream_maxlen: usize,
+}
+
+impl DurableOpts {
+    pub fn latest_key(&self) -> Option<String> {
+        Some(self.redis_latest_key.trim().to_string()).filter(|k| !k.is_empty())
+    }
+
+    pub fn stream(&self) -> Option<String> {
+        self.redis_stream
+            .as_ref()
+            .map(|k| k.trim().to_string())
+            .filter(|k| !k.is_empty())
+    }
 }
 
 impl RedisOpts {
-    /// Whether the subscriber runs.
+    /// Whether anything reads from Redis: pub/sub, or a stream.
     pub fn enabled(&self) -> bool {
-        self.redis_pubsub_enabled && self.redis_enabled
+        self.redis_enabled && (self.redis_pubsub_enabled || self.durable.stream().is_some())
     }
 
     fn channels(list: &[String]) -> Vec<String> {
@@ -140,6 +181,18 @@ impl RedisOpts {
             enabled: self.enabled(),
             max_message_bytes: self.redis_max_message_bytes,
             backoff_max: std::time::Duration::from_secs(self.redis_reconnect_max_seconds),
+            pubsub: self.redis_pubsub_enabled,
+            latest_key: self.durable.latest_key(),
+            stream: self.durable.stream().map(|key| fogis_pubsub::StreamConfig {
+                key,
+                group: self.redis_consumer_group.clone(),
+                consumer: self
+                    .redis_consumer_name
+                    .clone()
+                    .unwrap_or_else(fogis_pubsub::config::default_consumer_name),
+                claim_idle: std::time::Duration::from_secs(self.redis_stream_claim_idle_seconds),
+                ..fogis_pubsub::StreamConfig::default()
+            }),
             ..fogis_pubsub::SubscriberConfig::default()
         })
     }
@@ -203,6 +256,8 @@ pub struct ServeOpts {
     pub redis: RedisOpts,
     #[command(flatten)]
     pub sinks: SinkOpts,
+    #[command(flatten)]
+    pub google: crate::sinks::google::config::GoogleOpts,
     /// Address the HTTP API listens on.
     #[arg(long, env = "BIND", default_value = "127.0.0.1:9083")]
     pub bind: SocketAddr,

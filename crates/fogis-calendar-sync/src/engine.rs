@@ -40,6 +40,8 @@ pub struct SinkFlags {
     pub caldav: bool,
     pub carddav: bool,
     pub forward: bool,
+    pub google_calendar: bool,
+    pub google_contacts: bool,
 }
 
 /// What applying one snapshot did.
@@ -47,6 +49,8 @@ pub struct SinkFlags {
 pub struct Applied {
     /// The message id was applied before: nothing was done.
     pub duplicate: bool,
+    /// Older than a list already applied from Redis: skipped (also counted as a duplicate).
+    pub stale: bool,
     pub counts: Counts,
     pub message_id: Option<String>,
     /// Reasons of the rejected matches.
@@ -71,7 +75,13 @@ pub struct ApplyMode {
     pub dry_run: bool,
     /// Skip the guard against emptying the calendar (an operator confirmed).
     pub force: bool,
+    /// Skip a snapshot whose envelope timestamp is older than the newest one applied this way
+    /// (Redis: pub/sub, catch-up and stream may deliver an older list after a newer one).
+    pub skip_older: bool,
 }
+
+/// The `meta` key of the newest envelope timestamp applied from Redis.
+const LAST_REDIS_TIMESTAMP: &str = "last_redis_timestamp";
 
 /// Why a snapshot was not applied.
 #[derive(Debug, thiserror::Error)]
@@ -163,7 +173,7 @@ impl Engine {
     ) -> Result<Applied, ApplyError> {
         let mode = ApplyMode {
             dry_run,
-            force: false,
+            ..ApplyMode::default()
         };
         self.apply_with(snapshot, origin, mode, now)
     }
@@ -188,6 +198,7 @@ impl Engine {
         let message_id = snapshot.meta.message_id.clone();
         let mut applied = Applied {
             duplicate: false,
+            stale: false,
             counts: Counts::default(),
             message_id: message_id.clone(),
             rejections: vec![],
@@ -207,6 +218,19 @@ impl Engine {
                     })?;
                 }
                 applied.duplicate = true;
+                return Ok(applied);
+            }
+        }
+        let sent_at = snapshot.meta.timestamp.filter(|_| mode.skip_older);
+        if let Some(sent) = sent_at {
+            let newest = inner
+                .store
+                .get_meta(LAST_REDIS_TIMESTAMP)?
+                .and_then(|t| DateTime::parse_from_rfc3339(&t).ok());
+            if newest.is_some_and(|n| sent < n) {
+                tracing::info!(%origin, message_id = ?message_id, "an older list than the one applied: skipped");
+                applied.duplicate = true;
+                applied.stale = true;
                 return Ok(applied);
             }
         }
@@ -279,6 +303,11 @@ impl Engine {
                 .store
                 .commit(&writes, &raw, message_id.as_deref(), &log, &work)?;
             inner.store.resolve_pending_holds(resolution)?;
+            if let Some(sent) = sent_at {
+                inner
+                    .store
+                    .set_meta(LAST_REDIS_TIMESTAMP, &sent.to_rfc3339())?;
+            }
             inner.data_version = inner.store.data_version()?;
             if !work.is_empty() {
                 self.outbox_signal.send_modify(|g| *g += 1);
@@ -306,8 +335,8 @@ impl Engine {
             _ => return Err(ApplyError::NoSuchHold(id)),
         };
         let mode = ApplyMode {
-            dry_run: false,
             force: true,
+            ..ApplyMode::default()
         };
         let applied = self.apply_with(&snapshot, origin, mode, Utc::now())?;
         Ok(applied)
@@ -364,9 +393,23 @@ impl Engine {
                 payload: None,
             }));
         }
+        if flags.google_calendar {
+            work.extend(changed.iter().map(|id| NewWork {
+                sink: sinks::GOOGLE_CALENDAR,
+                key: id.to_string(),
+                payload: None,
+            }));
+        }
         if flags.carddav {
             work.push(NewWork {
                 sink: sinks::CARDDAV,
+                key: sinks::PHONEBOOK_KEY.into(),
+                payload: None,
+            });
+        }
+        if flags.google_contacts {
+            work.push(NewWork {
+                sink: sinks::GOOGLE_CONTACTS,
                 key: sinks::PHONEBOOK_KEY.into(),
                 payload: None,
             });

@@ -24,6 +24,7 @@ pub mod reconcile;
 pub mod remote;
 pub mod server;
 pub mod sinks;
+pub mod status_page;
 pub mod store;
 
 use std::sync::Arc;
@@ -102,6 +103,11 @@ pub fn sink_kinds(opts: &ServeOpts) -> anyhow::Result<Vec<sinks::SinkKind>> {
             .context("FORWARD_URL")?;
         kinds.push(sinks::SinkKind::Forward(sink));
     }
+    let (calendar, contacts) =
+        sinks::google::build(&opts.google, s.user_referee_number.clone(), timeout)
+            .context("Google sinks")?;
+    kinds.extend(calendar.map(sinks::SinkKind::GoogleCalendar));
+    kinds.extend(contacts.map(sinks::SinkKind::GoogleContacts));
     Ok(kinds)
 }
 
@@ -183,6 +189,8 @@ pub async fn run(
         caldav: kinds.iter().any(|k| k.name() == sinks::CALDAV),
         carddav: kinds.iter().any(|k| k.name() == sinks::CARDDAV),
         forward: kinds.iter().any(|k| k.name() == sinks::FORWARD),
+        google_calendar: kinds.iter().any(|k| k.name() == sinks::GOOGLE_CALENDAR),
+        google_contacts: kinds.iter().any(|k| k.name() == sinks::GOOGLE_CONTACTS),
     };
     let engine =
         tokio::task::spawn_blocking(move || open_engine_with(&state_opts, flags)).await??;

@@ -49,6 +49,8 @@ enum Command {
             hide_env_values = true
         )]
         redis_url: String,
+        #[command(flatten)]
+        durable: fogis_calendar_sync::config::DurableOpts,
     },
     /// List, apply or discard the lists held by the guard against emptying the calendar.
     Held {
@@ -77,6 +79,9 @@ enum Command {
     /// Exit 0 when a running service answers /health with 200, 1 otherwise (for container
     /// health checks: needs no curl).
     Healthcheck(RemoteOpts),
+    /// Authorize Google Calendar and Contacts: prints a URL to open in a browser, then writes
+    /// GOOGLE_TOKEN_FILE (installed-app flow, loopback redirect on 127.0.0.1, PKCE).
+    GoogleAuth(fogis_calendar_sync::sinks::google::config::GoogleAuthOpts),
 }
 
 #[derive(Debug, Subcommand)]
@@ -142,7 +147,8 @@ fn main() -> ExitCode {
             channel,
             raw,
             redis_url,
-        } => publish(&file, &channel, raw, &redis_url),
+            durable,
+        } => publish(&file, &channel, raw, &redis_url, &durable),
         Command::Held { action, state } => {
             init_logging(LogFormat::Pretty);
             held(action, &state)
@@ -155,6 +161,7 @@ fn main() -> ExitCode {
         } => purge(older_than_days, inputs, everything, &state),
         Command::Status(remote) => status(&remote),
         Command::Healthcheck(remote) => healthcheck(&remote),
+        Command::GoogleAuth(opts) => google_auth(&opts),
     };
     match result {
         Ok(code) => code,
@@ -210,7 +217,13 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-fn publish(file: &PathBuf, channel: &str, raw: bool, redis_url: &str) -> anyhow::Result<ExitCode> {
+fn publish(
+    file: &PathBuf,
+    channel: &str,
+    raw: bool,
+    redis_url: &str,
+    durable: &fogis_calendar_sync::config::DurableOpts,
+) -> anyhow::Result<ExitCode> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let (payload, message_id) = if raw {
         (bytes, None)
@@ -226,12 +239,29 @@ fn publish(file: &PathBuf, channel: &str, raw: bool, redis_url: &str) -> anyhow:
     };
     let url = fogis_pubsub::RedisUrl::new(redis_url.to_string())?;
     let publisher = fogis_pubsub::Publisher::new(url);
-    let receivers = runtime()?.block_on(publisher.publish(channel, &payload))?;
+    let targets = fogis_pubsub::PublishTargets {
+        channel: channel.to_string(),
+        latest_key: durable.latest_key(),
+        stream: durable.stream().map(|key| fogis_pubsub::StreamTarget {
+            key,
+            max_len: durable.redis_stream_maxlen,
+        }),
+    };
+    let report = runtime()?.block_on(publisher.publish_snapshot(&payload, &targets))?;
     println!(
-        "published {} bytes on {channel} to {receivers} subscriber(s){}",
+        "published {} bytes on {channel} to {} subscriber(s){}{}{}",
         payload.len(),
+        report.receivers,
         message_id
             .map(|id| format!(", message_id {id}"))
+            .unwrap_or_default(),
+        targets
+            .latest_key
+            .map(|k| format!(", latest key {k}"))
+            .unwrap_or_default(),
+        report
+            .stream_id
+            .map(|id| format!(", stream entry {id}"))
             .unwrap_or_default()
     );
     Ok(ExitCode::SUCCESS)
@@ -300,6 +330,22 @@ fn status(opts: &RemoteOpts) -> anyhow::Result<ExitCode> {
     let base = opts.base();
     let (health, redis) = runtime()?.block_on(remote::fetch_status(&base))?;
     print!("{}", remote::render_status(&base, &health, &redis));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn google_auth(
+    opts: &fogis_calendar_sync::sinks::google::config::GoogleAuthOpts,
+) -> anyhow::Result<ExitCode> {
+    use fogis_calendar_sync::sinks::google::auth;
+    let flow = auth::AuthFlow::from_opts(opts);
+    let path = runtime()?.block_on(auth::authorize(&flow, |url| {
+        println!("Open this URL in a browser and allow access:\n\n  {url}\n");
+        println!("Waiting for the browser to come back to 127.0.0.1 ...");
+    }))?;
+    println!(
+        "Authorized. Wrote {}: point GOOGLE_TOKEN_FILE at it.",
+        path.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -43,7 +43,13 @@ impl CalendarTarget {
         let origin = format!("redis:{channel}");
         let sent_at = update.snapshot.meta.timestamp;
         let result = tokio::task::spawn_blocking(move || {
-            let r = engine.apply(&update.snapshot, &origin, false);
+            let mode = crate::engine::ApplyMode {
+                skip_older: true,
+                ..crate::engine::ApplyMode::default()
+            };
+            let r = engine.apply_with(&update.snapshot, &origin, mode, Utc::now());
+            // The lag is measured to the commit, not to this task's next turn.
+            let committed_at = Utc::now();
             if let Err(ApplyError::AllRejected(_)) = &r {
                 let raw = serde_json::to_vec(&update.snapshot.metadata).unwrap_or_default();
                 let reason = r
@@ -53,11 +59,11 @@ impl CalendarTarget {
                     .unwrap_or_default();
                 engine.quarantine(&origin, &reason, &raw);
             }
-            r
+            r.map(|applied| (applied, committed_at))
         })
         .await;
         match result {
-            Ok(Ok(applied)) if applied.held.is_some() => {
+            Ok(Ok((applied, _))) if applied.held.is_some() => {
                 self.metrics.count_message(&channel, "held");
                 let reason = applied
                     .held
@@ -65,15 +71,15 @@ impl CalendarTarget {
                     .unwrap_or_default();
                 HandlerOutcome::Rejected { reason }
             }
-            Ok(Ok(applied)) if applied.duplicate => {
+            Ok(Ok((applied, _))) if applied.duplicate => {
                 self.metrics.count_message(&channel, "duplicate");
                 tracing::info!(%channel, message_id = ?applied.message_id, "duplicate message, already applied");
                 HandlerOutcome::Duplicate
             }
-            Ok(Ok(applied)) => {
+            Ok(Ok((applied, committed_at))) => {
                 if let Some(sent) = sent_at {
-                    let lag = (Utc::now() - sent).num_microseconds().unwrap_or(i64::MAX);
-                    self.metrics.lag.observe(lag as f64 / 1e6);
+                    let lag = (committed_at - sent).num_microseconds().unwrap_or(i64::MAX);
+                    self.metrics.observe_lag(lag as f64 / 1e6);
                 }
                 self.metrics.count_message(&channel, "applied");
                 let n = self.syncs.fetch_add(1, Ordering::Relaxed) + 1;

@@ -78,6 +78,7 @@ impl IntoResponse for ApiError {
 pub fn router(state: AppState) -> Router {
     let limit = state.max_body_bytes;
     Router::new()
+        .route("/", get(crate::status_page::page))
         .route("/health", get(health))
         .route("/sync", post(sync))
         .route("/manual-sync", post(sync))
@@ -201,7 +202,11 @@ fn sink_summary(state: &AppState) -> Value {
         .snapshot(&state.engine)
         .iter()
         .map(|s| {
-            let health = if s.auth_failed {
+            let health = if let Some(what) = &s.reauthorize {
+                what.as_str()
+            } else if s.auth_failed && s.name.starts_with("google") {
+                "access refused by Google (calendar id or permissions): see last_error"
+            } else if s.auth_failed {
                 "credentials refused: fix the sink's username/password"
             } else if s.paused_until.is_some() {
                 "unavailable: retrying"

@@ -178,6 +178,23 @@ impl Store {
         Ok(())
     }
 
+    /// A value of the `meta` table.
+    pub fn get_meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+
+    pub fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
     /// SQLite's `data_version`: changes when another connection (the CLI next to a running
     /// service) commits to the file.
     pub fn data_version(&self) -> Result<i64, StoreError> {

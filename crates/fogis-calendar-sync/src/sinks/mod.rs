@@ -11,6 +11,7 @@ pub mod caldav;
 pub mod carddav;
 pub mod dav;
 pub mod forward;
+pub mod google;
 pub mod phonebook;
 pub mod vcard;
 
@@ -30,6 +31,8 @@ use dav::DavError;
 pub const CALDAV: &str = "caldav";
 pub const CARDDAV: &str = "carddav";
 pub const FORWARD: &str = "forward";
+pub const GOOGLE_CALENDAR: &str = "google_calendar";
+pub const GOOGLE_CONTACTS: &str = "google_contacts";
 /// The carddav sink's one outbox key: the phonebook is rebuilt as a whole.
 pub const PHONEBOOK_KEY: &str = "phonebook";
 /// The forward sink's one outbox key: the latest applied list.
@@ -45,6 +48,18 @@ pub enum SinkError {
     /// The remote answered, but not with success; worth retrying later.
     #[error("{0}")]
     Remote(String),
+    /// The remote refused the credentials (non-DAV sinks): retried only every 10 minutes.
+    #[error("{0}")]
+    Auth(String),
+    /// The remote refused this one item (a 4xx for its content): it is retried on its own.
+    #[error("{0}")]
+    Refused(String),
+    /// The remote asked the sink to stop for a while (Google's `quotaExceeded`).
+    #[error("{reason}")]
+    Paused { reason: String, wait: Duration },
+    /// The OAuth grant is dead (`invalid_grant`): a person must authorize again.
+    #[error("{0}")]
+    Reauthorize(String),
 }
 
 impl From<StoreError> for SinkError {
@@ -55,7 +70,7 @@ impl From<StoreError> for SinkError {
 
 impl SinkError {
     fn is_auth(&self) -> bool {
-        matches!(self, SinkError::Dav(e) if e.is_auth())
+        matches!(self, SinkError::Dav(e) if e.is_auth()) || matches!(self, SinkError::Auth(_))
     }
 
     /// The remote (or the state) is away: stop and wait, rather than fail item after item.
@@ -63,6 +78,8 @@ impl SinkError {
         match self {
             SinkError::Dav(e) => e.is_retryable(),
             SinkError::State(_) | SinkError::Remote(_) => true,
+            SinkError::Paused { .. } | SinkError::Reauthorize(_) => true,
+            SinkError::Auth(_) | SinkError::Refused(_) => false,
         }
     }
 }
@@ -81,6 +98,10 @@ pub struct SinkStatus {
     pub paused_until: Option<DateTime<Utc>>,
     /// The remote refused the credentials: fix the configuration.
     pub auth_failed: bool,
+    /// Set while the sink waits for `google-auth` to be run again: what to do.
+    pub reauthorize: Option<String>,
+    /// What the sink last reported (adoption, contacts linked).
+    pub notice: Option<String>,
     pub consecutive_failures: u32,
     pub operations_done: u64,
 }
@@ -94,6 +115,8 @@ pub enum SinkKind {
     CalDav(caldav::CalDavSink),
     CardDav(carddav::CardDavSink),
     Forward(forward::ForwardSink),
+    GoogleCalendar(google::calendar::CalendarSink),
+    GoogleContacts(google::contacts::ContactsSink),
 }
 
 impl SinkKind {
@@ -102,6 +125,8 @@ impl SinkKind {
             SinkKind::CalDav(_) => CALDAV,
             SinkKind::CardDav(_) => CARDDAV,
             SinkKind::Forward(_) => FORWARD,
+            SinkKind::GoogleCalendar(_) => GOOGLE_CALENDAR,
+            SinkKind::GoogleContacts(_) => GOOGLE_CONTACTS,
         }
     }
 
@@ -110,6 +135,8 @@ impl SinkKind {
             SinkKind::CalDav(s) => s.target(),
             SinkKind::CardDav(s) => s.target(),
             SinkKind::Forward(s) => s.target(),
+            SinkKind::GoogleCalendar(s) => s.target(),
+            SinkKind::GoogleContacts(s) => s.target(),
         }
     }
 
@@ -118,6 +145,8 @@ impl SinkKind {
             SinkKind::CalDav(s) => s.prepare(engine).await,
             SinkKind::CardDav(s) => s.prepare(engine).await,
             SinkKind::Forward(_) => Ok(()),
+            SinkKind::GoogleCalendar(s) => s.prepare(engine).await,
+            SinkKind::GoogleContacts(s) => s.prepare(engine).await,
         }
     }
 
@@ -126,6 +155,17 @@ impl SinkKind {
             SinkKind::CalDav(s) => s.process(engine, item).await,
             SinkKind::CardDav(s) => s.process(engine, item).await,
             SinkKind::Forward(s) => s.process(item).await,
+            SinkKind::GoogleCalendar(s) => s.process(engine, item).await,
+            SinkKind::GoogleContacts(s) => s.process(engine, item).await,
+        }
+    }
+
+    /// What the sink last reported, if it reports anything.
+    fn notice(&self) -> Option<String> {
+        match self {
+            SinkKind::GoogleCalendar(s) => s.notice(),
+            SinkKind::GoogleContacts(s) => s.notice(),
+            _ => None,
         }
     }
 }
@@ -181,6 +221,8 @@ pub async fn run(
                 st.consecutive_failures = 0;
                 st.paused_until = None;
                 st.auth_failed = false;
+                st.reauthorize = None;
+                st.notice = kind.notice();
                 drop(st);
                 if progress {
                     continue;
@@ -189,21 +231,31 @@ pub async fn run(
             }
             Err(e) => {
                 failures += 1;
-                let wait = if e.is_auth() {
-                    Duration::from_secs(600)
-                } else {
-                    backoff(failures)
+                let wait = match &e {
+                    SinkError::Paused { wait, .. } => *wait,
+                    // Only a local file is looked at until it changes: cheap to check often.
+                    SinkError::Reauthorize(_) => Duration::from_secs(10),
+                    _ if e.is_auth() => Duration::from_secs(600),
+                    _ => backoff(failures),
                 };
                 let now = Utc::now();
                 let mut st = status.lock().unwrap_or_else(|p| p.into_inner());
                 st.pending = pending;
                 st.consecutive_failures = failures;
                 st.auth_failed = e.is_auth();
+                st.reauthorize = match &e {
+                    SinkError::Reauthorize(what) => Some(what.clone()),
+                    _ => None,
+                };
+                st.notice = kind.notice();
                 st.last_error = Some(e.to_string());
                 st.last_error_at = Some(now);
                 st.paused_until = chrono::Duration::from_std(wait).ok().map(|w| now + w);
                 drop(st);
-                if failures == 1 || e.is_auth() {
+                if matches!(e, SinkError::Reauthorize(_)) {
+                    // The token source said so once, for both Google sinks.
+                    tracing::debug!(sink = name, error = %e, "sink waits for re-authorization");
+                } else if failures == 1 || e.is_auth() || matches!(e, SinkError::Paused { .. }) {
                     tracing::warn!(sink = name, error = %e, "sink unavailable, retrying in {wait:?}");
                 } else {
                     tracing::debug!(sink = name, error = %e, "sink still unavailable, retrying in {wait:?}");

@@ -50,6 +50,14 @@ pub fn redis_opts(url: Option<&str>) -> RedisOpts {
             .to_vec(),
         redis_max_message_bytes: 4 * 1024 * 1024,
         redis_reconnect_max_seconds: 4,
+        durable: fogis_calendar_sync::config::DurableOpts {
+            redis_latest_key: "fogis:matches:latest".into(),
+            redis_stream: None,
+            redis_stream_maxlen: 10_000,
+        },
+        redis_consumer_group: "calendar-sync".into(),
+        redis_consumer_name: Some("test".into()),
+        redis_stream_claim_idle_seconds: 60,
     }
 }
 
@@ -58,6 +66,7 @@ pub fn serve_opts(dir: &Path) -> ServeOpts {
         state: state_opts(dir),
         redis: redis_opts(None),
         sinks: SinkOpts::none(),
+        google: fogis_calendar_sync::sinks::google::config::GoogleOpts::none(),
         bind: "127.0.0.1:0".parse().unwrap(),
         api_token: None,
         feed_token: None,

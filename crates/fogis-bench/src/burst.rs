@@ -1,0 +1,229 @@
+//! Benchmark 1, the burst: `n` production-size messages, each a real change with a fresh id,
+//! published pipelined on one match channel. In the same run a [`RawSubscriber`] on the same
+//! channel counts what a subscriber doing nothing at all receives: the machine's ceiling.
+//!
+//! Measured: how fast each drains (messages / second from the first `PUBLISH` until it had
+//! received the last one; the service by its own `messages_received`), what was lost (messages
+//! not received, Redis closing the subscriber for its output buffer, reconnections), and how
+//! long until the service's state equals the last snapshot.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context};
+use chrono::Utc;
+use test_support::RedisServer;
+
+use crate::resp::{publish_pipelined, RawCount, RawSubscriber};
+use crate::service::Service;
+use crate::workload::{kickoff, Template};
+
+/// The channel the processor publishes on.
+pub const CHANNEL: &str = "fogis:matches:updates";
+
+/// How long the service may take to drain and converge before the run is called a failure.
+const CONVERGE_TIMEOUT: Duration = Duration::from_secs(300);
+/// After the last `PUBLISH`, this long without a message received means the rest is lost.
+const STALL: Duration = Duration::from_secs(20);
+
+/// The outcome of one burst.
+#[derive(Debug, Clone)]
+pub struct BurstResult {
+    pub messages: u64,
+    pub message_bytes: usize,
+    /// First `PUBLISH` written to the last reply read.
+    pub publish: Duration,
+    pub raw: RawCount,
+    /// First `PUBLISH` to the raw subscriber's last message.
+    pub raw_drain: Option<Duration>,
+    /// Messages the service counted as received.
+    pub service_received: u64,
+    /// First `PUBLISH` to the service having counted all of them.
+    pub service_drain: Option<Duration>,
+    /// First `PUBLISH` to the state equal to the last snapshot.
+    pub converged: Option<Duration>,
+    /// Replies that counted fewer than two receivers.
+    pub short_publishes: u64,
+    pub reconnects: u64,
+    /// The service's subscriber connection is the one it had before (Redis did not close it).
+    pub same_connection: bool,
+    /// Redis' log mentions closing a client for its output buffer.
+    pub buffer_kills: u64,
+    pub applied: u64,
+    pub coalesced: u64,
+}
+
+impl BurstResult {
+    pub fn raw_rate(&self) -> Option<f64> {
+        self.raw_drain.map(|d| self.raw.messages as f64 / d.as_secs_f64())
+    }
+
+    pub fn service_rate(&self) -> Option<f64> {
+        self.service_drain
+            .map(|d| self.service_received as f64 / d.as_secs_f64())
+    }
+
+    /// Service drain rate over the raw ceiling.
+    pub fn ratio(&self) -> Option<f64> {
+        Some(self.service_rate()? / self.raw_rate()?)
+    }
+
+    /// Messages the service did not receive.
+    pub fn lost(&self) -> u64 {
+        self.messages.saturating_sub(self.service_received)
+    }
+}
+
+/// The counters of `/redis-stats` the burst needs.
+#[derive(Debug, Clone, Copy, Default)]
+struct Stats {
+    received: u64,
+    reconnects: u64,
+    applied: u64,
+    coalesced: u64,
+}
+
+fn stats(client: &mut crate::http::Client) -> anyhow::Result<Stats> {
+    let s = client.get("/redis-stats", &[])?.json()?;
+    let n = |k: &str| s[k].as_u64().unwrap_or(0);
+    Ok(Stats {
+        received: n("messages_received"),
+        reconnects: n("reconnect_count"),
+        applied: n("messages_applied"),
+        coalesced: n("messages_coalesced"),
+    })
+}
+
+/// The start of the changed match in the service's state.
+pub fn stored_start(
+    client: &mut crate::http::Client,
+    match_id: i64,
+) -> anyhow::Result<Option<String>> {
+    let list = client.get("/matches", &[])?.json()?;
+    Ok(list["matches"]
+        .as_array()
+        .and_then(|all| all.iter().find(|m| m["match_id"] == match_id))
+        .and_then(|m| m["start"].as_str().map(String::from)))
+}
+
+/// The start as the service writes it.
+pub fn start_text(i: u64) -> String {
+    serde_json::to_value(kickoff(i))
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
+}
+
+/// Publishes messages `first..first + n` as one pipelined burst.
+pub fn run(
+    redis: &RedisServer,
+    service: &Service,
+    template: &Template,
+    first: u64,
+    n: u64,
+) -> anyhow::Result<BurstResult> {
+    let mut client = service.client();
+    let before = stats(&mut client)?;
+    let client_id = subscriber_id(redis);
+    let kills_before = buffer_kills(redis);
+    let raw = RawSubscriber::start(redis.port(), CHANNEL, n, Duration::from_secs(20))?;
+
+    // The poller: the moment the service has counted every message, then the moment its state
+    // shows the last snapshot. Polls every 2 ms on one kept-alive connection.
+    let done = Arc::new(AtomicBool::new(false));
+    let poller = {
+        let mut client = service.client();
+        let done = done.clone();
+        let last_start = start_text(first + n - 1);
+        let changed = template.changed_match;
+        std::thread::spawn(move || -> anyhow::Result<(Option<Instant>, Option<Instant>, u64)> {
+            let deadline = Instant::now() + CONVERGE_TIMEOUT;
+            let mut drained = None;
+            let mut received = 0;
+            let mut progress = Instant::now();
+            while Instant::now() < deadline {
+                let now = stats(&mut client)?.received - before.received;
+                if now >= n {
+                    drained = Some(Instant::now());
+                    received = now;
+                    break;
+                }
+                if now > received {
+                    (received, progress) = (now, Instant::now());
+                }
+                // Once everything is published, 20 s without progress means lost messages.
+                if done.load(Ordering::Relaxed) && progress.elapsed() > STALL {
+                    return Ok((None, None, received));
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            let mut converged = None;
+            while Instant::now() < deadline {
+                if stored_start(&mut client, changed)?.as_deref() == Some(last_start.as_str()) {
+                    converged = Some(Instant::now());
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Ok((drained, converged, received))
+        })
+    };
+
+    let message_bytes = template.message(first, Utc::now()).len();
+    let published = publish_pipelined(redis.port(), CHANNEL, n, 2, |i| {
+        template.message(first + i, Utc::now())
+    })
+    .context("publishing the burst")?;
+    done.store(true, Ordering::Relaxed);
+    let raw = raw.join()?;
+    let (drained, converged, received) = poller
+        .join()
+        .map_err(|_| anyhow!("the poller panicked"))??;
+    let after = stats(&mut client)?;
+    let since = |t: Instant| t.saturating_duration_since(published.started);
+    Ok(BurstResult {
+        messages: n,
+        message_bytes,
+        publish: published.acked - published.started,
+        raw_drain: raw.last.map(since),
+        raw,
+        service_received: received.max(after.received - before.received),
+        service_drain: drained.map(since),
+        converged: converged.map(since),
+        short_publishes: published.short,
+        reconnects: after.reconnects - before.reconnects,
+        same_connection: client_id.is_some() && subscriber_id(redis) == client_id,
+        buffer_kills: buffer_kills(redis) - kills_before,
+        applied: after.applied - before.applied,
+        coalesced: after.coalesced - before.coalesced,
+    })
+}
+
+/// The `id=` of the service's subscriber connection (the client subscribed to ten channels:
+/// nine configured and the private probe channel).
+pub fn subscriber_id(redis: &RedisServer) -> Option<String> {
+    redis
+        .cli(&["CLIENT", "LIST"])
+        .lines()
+        .find(|l| l.contains(" sub=10 "))
+        .and_then(|l| l.split_whitespace().find_map(|f| f.strip_prefix("id=")))
+        .map(String::from)
+}
+
+/// How often Redis closed a client for its output buffer: its log line, and (Redis 7.2+) the
+/// counter in `INFO stats`, whichever is larger.
+pub fn buffer_kills(redis: &RedisServer) -> u64 {
+    let logged = redis
+        .log()
+        .lines()
+        .filter(|l| l.contains("output buffer"))
+        .count() as u64;
+    let counted = redis
+        .cli(&["INFO", "stats"])
+        .lines()
+        .find_map(|l| l.strip_prefix("client_output_buffer_limit_disconnections:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    logged.max(counted)
+}

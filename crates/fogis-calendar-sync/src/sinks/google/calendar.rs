@@ -1,0 +1,368 @@
+//! The Google Calendar sink: one event per match, adopting what the deployed service wrote.
+//!
+//! `prepare` (each start) lists the whole calendar ([`adopt`]), binds every event to its match,
+//! deletes extra events of one match and reports how many. `process` makes one match's event
+//! equal to the state: unchanged bodies are never written (an adopted event counts as unchanged
+//! when its `calendarHash` equals the deployed service's hash of the raw match); changes are a
+//! PATCH of the fields we own with `If-Match` (412: re-read, re-apply); new events are inserted
+//! under [`event_id`] (409: the id exists, perhaps as a tombstone: revived by a PATCH); withdrawn
+//! matches, and cancelled ones under `GOOGLE_CANCELLED=delete`, are deleted (410: already gone).
+
+use std::sync::{Arc, Mutex};
+
+use reqwest::Method;
+use serde_json::Value;
+
+use super::adopt::{self, Binding, State};
+use super::api::{path_segment, Api, Reply};
+use super::config::CancelledPolicy;
+use super::event::{self, event_id, Desired};
+use crate::engine::Engine;
+use crate::outbox::{NewWork, OutboxItem, SinkItem};
+use crate::reconcile::StoredMatch;
+use crate::sinks::{blocking, SinkError, GOOGLE_CALENDAR};
+
+/// Most pages one listing reads (2500 events each): a guard against a looping page token.
+const MAX_PAGES: usize = 400;
+
+/// Writes the matches into one Google calendar.
+#[derive(Debug)]
+pub struct CalendarSink {
+    api: Api,
+    calendar_id: String,
+    /// `{api}/calendars/{id}/events`
+    events_url: String,
+    cancelled: CancelledPolicy,
+    notice: Arc<Mutex<Option<String>>>,
+}
+
+impl CalendarSink {
+    pub fn new(api: Api, base: &str, calendar_id: &str, cancelled: CancelledPolicy) -> Self {
+        CalendarSink {
+            api,
+            calendar_id: calendar_id.to_string(),
+            events_url: format!(
+                "{}/calendars/{}/events",
+                base.trim_end_matches('/'),
+                path_segment(calendar_id)
+            ),
+            cancelled,
+            notice: Arc::default(),
+        }
+    }
+
+    pub fn target(&self) -> String {
+        format!("Google Calendar {}", self.calendar_id)
+    }
+
+    /// The last adoption report.
+    pub fn notice(&self) -> Option<String> {
+        self.notice
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn event_url(&self, id: &str) -> String {
+        format!("{}/{}", self.events_url, path_segment(id))
+    }
+
+    /// Every event the deployed service or we wrote: all pages, deleted ones included.
+    async fn list_all(&self) -> Result<Vec<Value>, SinkError> {
+        let mut events = Vec::new();
+        let mut page: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let mut query = vec![
+                (
+                    "privateExtendedProperty",
+                    format!("syncTag={}", event::SYNC_TAG),
+                ),
+                ("showDeleted", "true".to_string()),
+                ("maxResults", "2500".to_string()),
+            ];
+            if let Some(p) = page.take() {
+                query.push(("pageToken", p));
+            }
+            let r = self
+                .api
+                .call(Method::GET, &self.events_url, &query, None, None)
+                .await?;
+            if r.status == 404 {
+                return Err(SinkError::Auth(format!(
+                    "Google Calendar {}: not found, or not shared with this account",
+                    self.calendar_id
+                )));
+            }
+            if !r.ok() {
+                return Err(r.unexpected("listing the calendar"));
+            }
+            if let Some(items) = r.body["items"].as_array() {
+                events.extend(items.iter().cloned());
+            }
+            match r.body["nextPageToken"].as_str() {
+                Some(next) => page = Some(next.to_string()),
+                None => return Ok(events),
+            }
+        }
+        Err(SinkError::Remote(
+            "Google Calendar: the listing does not end".into(),
+        ))
+    }
+
+    /// Adopts the calendar's events, removes duplicates, and queues work (see the module doc).
+    pub async fn prepare(&self, engine: &Arc<Engine>) -> Result<(), SinkError> {
+        let events = self.list_all().await?;
+        let known = blocking(engine, |s| s.sink_items(GOOGLE_CALENDAR)).await?;
+        let plan = adopt::plan(&events, &known);
+        let mut removed = 0;
+        for d in &plan.duplicates {
+            self.delete(&d.id, d.etag.as_deref()).await?;
+            removed += 1;
+        }
+        let stored: std::collections::HashSet<i64> =
+            engine.matches().iter().map(|m| m.record.match_id).collect();
+        let (bind, unbind) = (plan.bind.clone(), plan.unbind.clone());
+        blocking(engine, move |s| {
+            for item in &bind {
+                s.put_sink_item(GOOGLE_CALENDAR, item)?;
+            }
+            for key in &unbind {
+                s.delete_sink_item(GOOGLE_CALENDAR, key)?;
+            }
+            if s.sink_seeded(GOOGLE_CALENDAR)? {
+                // Bindings that changed are looked at again (no write when nothing differs).
+                let work: Vec<NewWork> = bind
+                    .iter()
+                    .filter(|b| b.key.parse().is_ok_and(|m| stored.contains(&m)))
+                    .map(|b| work_for(b.key.clone()))
+                    .collect();
+                s.enqueue(&work)
+            } else {
+                let work: Vec<NewWork> = stored.iter().map(|m| work_for(m.to_string())).collect();
+                s.seed_sink(GOOGLE_CALENDAR, &work)
+            }
+        })
+        .await?;
+        engine.signal_outbox();
+        let report = format!(
+            "calendar listed: {} events, {} newly bound, {removed} duplicate events removed",
+            events.len(),
+            plan.adopted
+        );
+        if plan.adopted > 0 || removed > 0 {
+            tracing::info!(
+                sink = GOOGLE_CALENDAR,
+                adopted = plan.adopted,
+                duplicates_removed = removed,
+                "{report}"
+            );
+        }
+        *self.notice.lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
+        Ok(())
+    }
+
+    /// Makes the event of one match equal to the state.
+    pub async fn process(&self, engine: &Arc<Engine>, item: &OutboxItem) -> Result<(), SinkError> {
+        let Ok(match_id) = item.key.parse::<i64>() else {
+            return Ok(());
+        };
+        let key = item.key.clone();
+        let (known, raw) = blocking(engine, move |s| {
+            Ok((s.sink_item(GOOGLE_CALENDAR, &key)?, s.raw_match(match_id)?))
+        })
+        .await?;
+        // A match the state does not know is not ours to touch.
+        let Some(m) = engine.stored(match_id) else {
+            return Ok(());
+        };
+        let keep = m.presence.in_feed()
+            && !(m.record.cancelled && self.cancelled == CancelledPolicy::Delete);
+        if keep {
+            self.upsert(engine, &m, raw.as_deref(), known).await
+        } else {
+            self.remove(engine, known).await
+        }
+    }
+
+    async fn upsert(
+        &self,
+        engine: &Arc<Engine>,
+        m: &StoredMatch,
+        raw: Option<&str>,
+        known: Option<SinkItem>,
+    ) -> Result<(), SinkError> {
+        let d = event::desired(engine, m, raw);
+        let key = m.record.match_id.to_string();
+        if let Some(k) = &known {
+            let b = Binding::decode(&k.hash);
+            let equal = match &b.state {
+                State::Body(h) => *h == d.hash,
+                State::Adopted { hash, prefixed } => {
+                    *hash == d.calendar_hash && *prefixed == d.cancelled
+                }
+                State::Unknown | State::Removed => false,
+            };
+            if equal {
+                // Unchanged (and, if someone deleted it, left deleted until the match changes).
+                if !matches!(b.state, State::Body(_)) {
+                    let record = Binding {
+                        state: State::Body(d.hash.clone()),
+                        ..b
+                    };
+                    self.save(engine, &key, &k.remote_name, k.etag.clone(), &record)
+                        .await?;
+                }
+                return Ok(());
+            }
+            if let Some(etag) = self.patch(&k.remote_name, k.etag.as_deref(), &d).await? {
+                let record = Binding {
+                    state: State::Body(d.hash.clone()),
+                    deleted: false,
+                };
+                return self.save(engine, &key, &k.remote_name, etag, &record).await;
+            }
+            // Gone for good (no tombstone either): insert anew.
+        }
+        let id = event_id(m.record.match_id);
+        let r = self
+            .api
+            .call(
+                Method::POST,
+                &self.events_url,
+                &[],
+                Some(&event::insert_body(&d, &id)),
+                None,
+            )
+            .await?;
+        let (id, etag) = match r.status {
+            200..=299 => (r.body["id"].as_str().unwrap_or(&id).to_string(), r.etag()),
+            409 => {
+                // Our id exists: a repeated insert, or the tombstone of an event deleted
+                // earlier. Either way: make it ours again.
+                match self.patch(&id, None, &d).await? {
+                    Some(etag) => (id, etag),
+                    None => return Err(r.unexpected("inserting the event (409, then not found)")),
+                }
+            }
+            _ => return Err(r.unexpected("inserting the event")),
+        };
+        let record = Binding {
+            state: State::Body(d.hash.clone()),
+            deleted: false,
+        };
+        self.save(engine, &key, &id, etag, &record).await
+    }
+
+    /// PATCHes our fields onto event `id` (`If-Match` when `etag`); 412: re-read, re-apply once.
+    /// `Ok(None)`: the event does not exist at all.
+    async fn patch(
+        &self,
+        id: &str,
+        etag: Option<&str>,
+        d: &Desired,
+    ) -> Result<Option<Option<String>>, SinkError> {
+        let url = self.event_url(id);
+        let body = event::patch_body(d);
+        let mut etag = etag.map(String::from);
+        for attempt in 0..2 {
+            let r = self
+                .api
+                .call(Method::PATCH, &url, &[], Some(&body), etag.as_deref())
+                .await?;
+            match r.status {
+                200..=299 => return Ok(Some(r.etag())),
+                404 | 410 => return Ok(None),
+                412 if attempt == 0 => match self.get(id).await? {
+                    Some(current) => etag = current.etag(),
+                    None => return Ok(None),
+                },
+                _ => return Err(r.unexpected("updating the event")),
+            }
+        }
+        Err(SinkError::Remote(
+            "the event changed again while it was updated".into(),
+        ))
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Reply>, SinkError> {
+        let r = self
+            .api
+            .call(Method::GET, &self.event_url(id), &[], None, None)
+            .await?;
+        match r.status {
+            200..=299 => Ok(Some(r)),
+            404 | 410 => Ok(None),
+            _ => Err(r.unexpected("reading the event")),
+        }
+    }
+
+    /// Deletes event `id`; already deleted (410) or missing (404) is success. 412: re-read; a
+    /// live event is deleted with its new ETag.
+    async fn delete(&self, id: &str, etag: Option<&str>) -> Result<(), SinkError> {
+        let url = self.event_url(id);
+        let mut etag = etag.map(String::from);
+        for attempt in 0..2 {
+            let r = self
+                .api
+                .call(Method::DELETE, &url, &[], None, etag.as_deref())
+                .await?;
+            match r.status {
+                200..=299 | 404 | 410 => return Ok(()),
+                412 if attempt == 0 => match self.get(id).await? {
+                    Some(current) if current.body["status"] != "cancelled" => {
+                        etag = current.etag();
+                    }
+                    _ => return Ok(()),
+                },
+                _ => return Err(r.unexpected("deleting the event")),
+            }
+        }
+        Err(SinkError::Remote(
+            "the event changed again while it was deleted".into(),
+        ))
+    }
+
+    async fn remove(&self, engine: &Arc<Engine>, known: Option<SinkItem>) -> Result<(), SinkError> {
+        let Some(k) = known else {
+            return Ok(()); // never written
+        };
+        let b = Binding::decode(&k.hash);
+        if b.state == State::Removed {
+            return Ok(());
+        }
+        if !b.deleted {
+            self.delete(&k.remote_name, k.etag.as_deref()).await?;
+        }
+        let record = Binding {
+            state: State::Removed,
+            deleted: false,
+        };
+        self.save(engine, &k.key, &k.remote_name, None, &record)
+            .await
+    }
+
+    async fn save(
+        &self,
+        engine: &Arc<Engine>,
+        key: &str,
+        id: &str,
+        etag: Option<String>,
+        binding: &Binding,
+    ) -> Result<(), SinkError> {
+        let item = SinkItem {
+            key: key.to_string(),
+            remote_name: id.to_string(),
+            etag,
+            hash: binding.encode(),
+        };
+        blocking(engine, move |s| s.put_sink_item(GOOGLE_CALENDAR, &item)).await
+    }
+}
+
+fn work_for(key: String) -> NewWork {
+    NewWork {
+        sink: GOOGLE_CALENDAR,
+        key,
+        payload: None,
+    }
+}

@@ -1,0 +1,237 @@
+//! The status page (`GET /`): one server-rendered HTML page a person can read on a phone.
+//!
+//! It shows whether Redis is connected, the last messages and what they did, the upcoming
+//! matches as an agenda with recent changes highlighted, the sinks, and the links to subscribe
+//! to the feed and the phonebook. No script, no external asset: it works offline and reloads
+//! itself every 30 s.
+//!
+//! Personal data (phone numbers, e-mail addresses) is shown only when
+//! [`may_see_personal_data`] allows it: no token is configured, or the request carries the feed
+//! or the API token (`?token=` or `Authorization: Bearer`). Without it, free texts that may hold
+//! such data (error reasons, sink targets) are masked with [`crate::mask::mask_pii`]. Every
+//! text from outside (team names, venues, channels, errors, the `Host` header) is escaped.
+
+mod agenda;
+mod html;
+mod sections;
+
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use fogis_pubsub::SubscriberStatus;
+
+use crate::reconcile::StoredMatch;
+use crate::server::{constant_time_eq, may_see_personal_data, ApiError, AppState, TokenQuery};
+use crate::sinks::SinkStatus;
+use crate::store::LogEntry;
+pub use agenda::AgendaContext;
+use html::esc;
+
+/// How many sync log lines and Redis messages the page lists.
+const LAST_MESSAGES: usize = 12;
+
+/// Everything one rendering of the page shows, gathered first so that rendering is pure.
+#[derive(Debug, Clone)]
+pub struct View {
+    pub calendar_name: String,
+    pub agenda: AgendaContext,
+    pub links: Links,
+    pub redis: SubscriberStatus,
+    pub matches: Vec<StoredMatch>,
+    /// The sync log, newest first, or why it could not be read.
+    pub log: Result<Vec<LogEntry>, String>,
+    pub sinks: Vec<SinkStatus>,
+}
+
+/// The subscribe links, built from the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Links {
+    /// `host[:port]` as the client reached us; `None` when the `Host` header is unusable.
+    pub host: Option<String>,
+    /// `https` behind a TLS proxy (`X-Forwarded-Proto: https`), otherwise `http`.
+    pub scheme: &'static str,
+    /// The feed token, only when the request itself carried it.
+    pub token: Option<String>,
+    /// A feed token is configured: links without it answer 401.
+    pub token_required: bool,
+}
+
+impl Links {
+    fn suffix(&self) -> String {
+        self.token
+            .as_deref()
+            .map(|t| format!("?token={}", html::query_value(t)))
+            .unwrap_or_default()
+    }
+
+    /// `(webcal, plain)` URLs of the feed.
+    pub fn feed(&self) -> Option<(String, String)> {
+        let host = self.host.as_deref()?;
+        let path = format!("{host}/calendar.ics{}", self.suffix());
+        Some((
+            format!("webcal://{path}"),
+            format!("{}://{path}", self.scheme),
+        ))
+    }
+
+    /// The phonebook's path, relative to the page.
+    pub fn contacts(&self) -> String {
+        format!("/contacts.vcf{}", self.suffix())
+    }
+}
+
+/// `GET /`: the page.
+pub(crate) async fn page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<TokenQuery>,
+) -> Result<Response, ApiError> {
+    let personal = may_see_personal_data(&state, &headers, &query);
+    let carried_feed_token = match (&state.feed_token, query.token.as_deref()) {
+        (Some(t), Some(q)) => constant_time_eq(q.as_bytes(), t.expose().as_bytes()),
+        _ => false,
+    };
+    let header_str = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    let links = Links {
+        host: header_str(header::HOST)
+            .and_then(html::plausible_host)
+            .map(str::to_string),
+        scheme: match header_str(header::HeaderName::from_static("x-forwarded-proto")) {
+            Some(p) if p.eq_ignore_ascii_case("https") => "https",
+            _ => "http",
+        },
+        token: carried_feed_token
+            .then(|| state.feed_token.as_ref().map(|t| t.expose().to_string()))
+            .flatten(),
+        token_required: state.feed_token.is_some(),
+    };
+    let redis = state.subscriber.status();
+    let engine = state.engine.clone();
+    let sinks = state.sinks.clone();
+    let (matches, log, sinks) = tokio::task::spawn_blocking(move || {
+        let log = engine
+            .recent_log(LAST_MESSAGES)
+            .map_err(|e| format!("the sync log cannot be read: {e}"));
+        (engine.matches(), log, sinks.snapshot(&engine))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let settings = state.engine.settings();
+    let view = View {
+        calendar_name: settings.calendar_name.clone(),
+        agenda: AgendaContext {
+            now: Utc::now(),
+            tz: settings.timezone,
+            match_duration: settings.match_duration,
+            personal,
+        },
+        links,
+        redis,
+        matches,
+        log,
+        sinks,
+    };
+    let mut resp = axum::response::Html(render(&view)).into_response();
+    let h = resp.headers_mut();
+    // The page may hold personal data and a token in its links: keep it out of caches and
+    // referrers, and allow nothing but its own inline style.
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
+    );
+    Ok(resp)
+}
+
+/// The whole page.
+pub fn render(v: &View) -> String {
+    let title = esc(&v.calendar_name);
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <meta http-equiv=\"refresh\" content=\"30\">\
+         <title>{title} · fogis-calendar-sync</title><style>{style}</style></head>\
+         <body><main><h1>{title}</h1>{banner}\
+         <h2 id=\"agenda\">Upcoming matches</h2>{agenda}\
+         <h2 id=\"subscribe\">Subscribe</h2>{subscribe}\
+         <h2 id=\"redis\">Redis</h2>{redis}\
+         <h2 id=\"messages\">Last messages</h2>{messages}\
+         <h2 id=\"sinks\">Sinks</h2>{sinks}\
+         <p class=\"muted\">fogis-calendar-sync {version} · times in {tz} · \
+         refreshes every 30 s · <a href=\"/health\">health</a> · \
+         <a href=\"/metrics\">metrics</a></p></main></body></html>\n",
+        style = html::STYLE,
+        banner = banner(v),
+        agenda = agenda::render(&v.matches, &v.agenda),
+        subscribe = subscribe(&v.links),
+        redis = sections::redis(&v.redis, v.agenda.now, v.agenda.tz, v.agenda.personal),
+        messages = sections::messages(v),
+        sinks = sections::sinks(&v.sinks, v.agenda.now, v.agenda.tz, v.agenda.personal),
+        version = env!("CARGO_PKG_VERSION"),
+        tz = esc(v.agenda.tz.name()),
+    )
+}
+
+/// The one-look summary: real time, degraded or HTTP only; how many matches; the next one.
+fn banner(v: &View) -> String {
+    let r = &v.redis;
+    let (class, mode) = match (r.enabled, r.connected) {
+        (true, true) => ("ok", "Real time: Redis connected".to_string()),
+        (true, false) => (
+            "warn",
+            "Degraded: Redis unavailable, HTTP only until it returns".to_string(),
+        ),
+        (false, _) => ("", "HTTP only: Redis is switched off".to_string()),
+    };
+    let class = if v.sinks.iter().any(|s| s.auth_failed) {
+        "bad"
+    } else {
+        class
+    };
+    let in_feed = v.matches.iter().filter(|m| m.presence.in_feed()).count();
+    let ahead = agenda::upcoming(&v.matches, &v.agenda)
+        .iter()
+        .filter(|m| m.presence.in_feed())
+        .count();
+    let next = agenda::next_line(&v.matches, &v.agenda)
+        .map(|n| format!("<br>{n}"))
+        .unwrap_or_default();
+    format!(
+        "<div class=\"card banner {class}\"><strong>{mode}</strong><br>\
+         <span class=\"muted\">{in_feed} match(es) in the feed, {ahead} ahead</span>{next}</div>"
+    )
+}
+
+fn subscribe(links: &Links) -> String {
+    let mut out = String::from("<div class=\"card\">");
+    match links.feed() {
+        Some((webcal, plain)) => out.push_str(&format!(
+            "<p>Calendar on a phone or a computer: <a href=\"{w}\">{w}</a><br>\
+             <span class=\"muted\">Calendar apps that ask for a URL: </span>\
+             <a href=\"{p}\">{p}</a></p>",
+            w = esc(&webcal),
+            p = esc(&plain)
+        )),
+        None => out.push_str(
+            "<p>Calendar: <code>webcal://HOST:9083/calendar.ics</code> (this request named \
+             no usable host)</p>",
+        ),
+    }
+    out.push_str(&format!(
+        "<p>The other referees as contacts: <a href=\"{c}\">contacts.vcf</a></p>",
+        c = esc(&links.contacts())
+    ));
+    if links.token_required && links.token.is_none() {
+        out.push_str(
+            "<p class=\"muted\">The feed needs its token: open this page as \
+             <code>/?token=FEED_TOKEN</code> to get links that carry it.</p>",
+        );
+    }
+    out.push_str("</div>");
+    out
+}

@@ -1,0 +1,276 @@
+//! Never lose an update: a service that was down catches up from the latest key (pub/sub) or
+//! the stream (streams mode); an older list arriving late never wins; SIGKILLs during a burst of
+//! changing lists end in exactly the last one, in the feed and in Radicale.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+#[path = "common/radicale.rs"]
+mod radicale;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use fogis_pubsub::{PublishTargets, Publisher, RedisUrl, StreamTarget};
+use serde_json::{json, Value};
+use test_support::RedisServer;
+
+const BASE_MS: i64 = 1_900_000_000_000;
+
+/// List `i`: match 7000000 kicks off `i` minutes after BASE_MS.
+fn list(i: i64) -> Value {
+    let mut s = future_snapshot(&[30, 31], &format!("list-{i}"));
+    s["payload"]["matches"][0]["tid"] = json!(format!("/Date({})/", BASE_MS + i * 60_000));
+    s["timestamp"] = json!(format!(
+        "2030-01-01T00:00:{:02}.{:06}Z",
+        i / 1_000_000 % 60,
+        i % 1_000_000
+    ));
+    s
+}
+
+fn list_number(matches: &Value) -> Option<i64> {
+    let m = matches["matches"]
+        .as_array()?
+        .iter()
+        .find(|m| m["match_id"] == 7_000_000)?;
+    let t = chrono::DateTime::parse_from_rfc3339(m["start"].as_str()?).ok()?;
+    Some((t.timestamp_millis() - BASE_MS) / 60_000)
+}
+
+struct Proc(Child, String);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_service(dir: &std::path::Path, port: u16, env: &[(&str, String)]) -> Proc {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fogis-calendar-sync"));
+    cmd.arg("serve")
+        .env("BIND", format!("127.0.0.1:{port}"))
+        .env("DATA_DIR", dir)
+        .env("RUST_LOG", "warn")
+        .env("REDIS_CONSUMER_NAME", "calendar-1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Proc(cmd.spawn().unwrap(), format!("http://127.0.0.1:{port}"))
+}
+
+async fn get(url: &str) -> Option<Value> {
+    reqwest::get(url).await.ok()?.json().await.ok()
+}
+
+/// Waits until the service's list number is `want`; returns how long it took.
+async fn wait_for_list(base: &str, want: i64, limit: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        if let Some(m) = get(&format!("{base}/matches")).await {
+            if list_number(&m) == Some(want) {
+                return start.elapsed();
+            }
+        }
+        assert!(
+            start.elapsed() < limit,
+            "not at list {want} within {limit:?}: {:?}",
+            get(&format!("{base}/matches"))
+                .await
+                .as_ref()
+                .and_then(list_number)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn cli_publish(redis: &RedisServer, i: i64, stream: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("list.json");
+    std::fs::write(&file, serde_json::to_vec(&list(i)).unwrap()).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fogis-calendar-sync"));
+    cmd.arg("publish")
+        .arg("--raw")
+        .arg(&file)
+        .env("REDIS_URL", redis.url())
+        .env_remove("RUST_LOG");
+    if stream {
+        cmd.env("REDIS_STREAM", "fogis:matches:stream");
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
+async fn catch_up_after_downtime(stream: bool) {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = vec![("REDIS_URL", redis.url())];
+    if stream {
+        env.push(("REDIS_STREAM", "fogis:matches:stream".to_string()));
+    }
+    // Up once, then down while 50 changing lists are published.
+    let svc = spawn_service(dir.path(), test_support::free_port(), &env);
+    cli_publish(&redis, 0, stream);
+    wait_for_list(&svc.1, 0, Duration::from_secs(20)).await;
+    drop(svc);
+    for i in 1..=50 {
+        cli_publish(&redis, i, stream);
+    }
+    let started = Instant::now();
+    let svc = spawn_service(dir.path(), test_support::free_port(), &env);
+    wait_for_list(&svc.1, 50, Duration::from_secs(20)).await;
+    eprintln!(
+        "stream={stream}: final list shown {:?} after exec",
+        started.elapsed()
+    );
+    let feed = reqwest::get(format!("{}/calendar.ics", svc.1))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(parse_feed(&feed).len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_that_was_down_catches_up_over_pubsub_from_the_latest_key() {
+    catch_up_after_downtime(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_that_was_down_catches_up_from_the_stream() {
+    catch_up_after_downtime(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_list_arriving_late_never_wins() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let svc = Service::start_with(|o| o.redis = redis_opts(Some(&url))).await;
+    let start = Instant::now();
+    while svc.get_json("/redis-status").await["redis_status"]["connected"] != true {
+        assert!(start.elapsed() < Duration::from_secs(10), "never connected");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let p = Publisher::new(RedisUrl::new(redis.url()).unwrap());
+    let plain = PublishTargets {
+        channel: "fogis:matches:updates".into(),
+        latest_key: None,
+        stream: None,
+    };
+    p.publish_snapshot(&serde_json::to_vec(&list(7)).unwrap(), &plain)
+        .await
+        .unwrap();
+    wait_for_list(&svc.base, 7, Duration::from_secs(5)).await;
+    p.publish_snapshot(&serde_json::to_vec(&list(3)).unwrap(), &plain)
+        .await
+        .unwrap();
+    p.publish_snapshot(&serde_json::to_vec(&list(7)).unwrap(), &plain)
+        .await
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        let s = svc.get_json("/redis-stats").await;
+        if s["messages_duplicate"] == 2 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "{s}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(list_number(&svc.get_json("/matches").await), Some(7));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_ten_times_during_a_burst_ends_in_exactly_the_last_list() {
+    let redis = RedisServer::start();
+    let r = radicale::Radicale::start();
+    let dir = tempfile::tempdir().unwrap();
+    let env = vec![
+        ("REDIS_URL", redis.url()),
+        ("REDIS_STREAM", "fogis:matches:stream".to_string()),
+        ("CALDAV_URL", r.collection_url("calendar")),
+        ("CALDAV_USERNAME", "user".to_string()),
+        ("CALDAV_PASSWORD", "pass".to_string()),
+    ];
+    let n = 1000i64;
+    let publisher = tokio::spawn({
+        let url = redis.url();
+        async move {
+            let p = Publisher::new(RedisUrl::new(url).unwrap());
+            let targets = PublishTargets {
+                stream: Some(StreamTarget {
+                    key: "fogis:matches:stream".into(),
+                    max_len: 10_000,
+                }),
+                ..PublishTargets::default()
+            };
+            for i in 0..n {
+                p.publish_snapshot(&serde_json::to_vec(&list(i)).unwrap(), &targets)
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+    });
+    let port = test_support::free_port();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for _ in 0..10 {
+        let svc = spawn_service(dir.path(), port, &env);
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        tokio::time::sleep(Duration::from_millis(150 + seed % 400)).await;
+        drop(svc); // SIGKILL
+    }
+    publisher.await.unwrap();
+    let svc = spawn_service(dir.path(), port, &env);
+    wait_for_list(&svc.1, n - 1, Duration::from_secs(30)).await;
+    let feed = reqwest::get(format!("{}/calendar.ics", svc.1))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let events = parse_feed(&feed);
+    assert_eq!(events.len(), 2, "one event per match");
+    // Radicale converges on the same two events, with no duplicate.
+    let cal = fogis_calendar_sync::sinks::dav::DavClient::new(
+        &r.collection_url("calendar"),
+        Some("user".into()),
+        Some("pass".into()),
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    let start = Instant::now();
+    loop {
+        let found = cal.find_uids().await.unwrap_or_default();
+        let mut uids: Vec<String> = found.iter().filter_map(|x| x.uid.clone()).collect();
+        uids.sort();
+        let sinks = get(&format!("{}/sinks", svc.1))
+            .await
+            .unwrap_or(Value::Null);
+        let idle = sinks["sinks"][0]["pending"] == 0;
+        if idle && uids.len() == 2 {
+            let (body, _) = cal.get("fogis-match-7000000.ics").await.unwrap().unwrap();
+            let local = chrono::DateTime::from_timestamp_millis(BASE_MS + (n - 1) * 60_000)
+                .unwrap()
+                .with_timezone(&chrono_tz::Europe::Stockholm);
+            let want = format!(
+                "DTSTART;TZID=Europe/Stockholm:{}",
+                local.format("%Y%m%dT%H%M%S")
+            );
+            if body.contains(&want) {
+                break;
+            }
+        }
+        assert!(found.len() <= 2, "duplicates in Radicale: {uids:?}");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "Radicale never converged: {uids:?} {sinks}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
