@@ -13,8 +13,8 @@ use std::time::Duration;
 use crate::engine::Engine;
 use crate::ics;
 use crate::outbox::{NewWork, OutboxItem, SinkItem};
-use crate::sinks::dav::{DavClient, DavError, Precondition};
-use crate::sinks::{blocking, SinkError, CALDAV};
+use crate::sinks::dav::{DavClient, DavError};
+use crate::sinks::{blocking, write_over, SinkError, CALDAV};
 
 const CONTENT_TYPE: &str = "text/calendar; charset=utf-8";
 
@@ -111,30 +111,14 @@ impl CalDavSink {
             return Ok(());
         }
         let body = ics::render_single(&engine.event(&m), &engine.feed_options());
-        let precondition = match known.as_ref().and_then(|k| k.etag.clone()) {
-            Some(etag) => Precondition::IfMatch(etag),
-            None if known.is_some() => Precondition::Unconditional,
-            None => Precondition::CreateOnly,
-        };
-        let etag = match self
-            .client
-            .put(&name, body.clone(), CONTENT_TYPE, precondition)
-            .await
-        {
-            Err(DavError::PreconditionFailed) => {
-                // Changed under us, or already there (a write whose answer we never saw):
-                // read its current ETag and write the state's version over it.
-                let current = self.client.get(&name).await?;
-                let precondition = match current.and_then(|(_, etag)| etag) {
-                    Some(etag) => Precondition::IfMatch(etag),
-                    None => Precondition::CreateOnly,
-                };
-                self.client
-                    .put(&name, body, CONTENT_TYPE, precondition)
-                    .await?
-            }
-            other => other?,
-        };
+        let etag = write_over(
+            &self.client,
+            &name,
+            body,
+            CONTENT_TYPE,
+            known.as_ref().map(|k| k.etag.clone()),
+        )
+        .await?;
         let record = SinkItem {
             key: item.key.clone(),
             remote_name: name,

@@ -14,10 +14,10 @@ use sha2::{Digest, Sha256};
 
 use crate::engine::Engine;
 use crate::outbox::{NewWork, OutboxItem, SinkItem};
-use crate::sinks::dav::{DavClient, DavError, Precondition};
+use crate::sinks::dav::{DavClient, DavError};
 use crate::sinks::phonebook::phonebook;
 use crate::sinks::vcard::render_vcard;
-use crate::sinks::{blocking, SinkError, CARDDAV, PHONEBOOK_KEY};
+use crate::sinks::{blocking, write_over, SinkError, CARDDAV, PHONEBOOK_KEY};
 
 const CONTENT_TYPE: &str = "text/vcard; charset=utf-8";
 
@@ -103,27 +103,8 @@ impl CardDavSink {
             let name = mine
                 .map(|k| k.remote_name.clone())
                 .unwrap_or_else(|| contact.file_name());
-            let precondition = match mine {
-                Some(SinkItem { etag: Some(e), .. }) => Precondition::IfMatch(e.clone()),
-                Some(_) => Precondition::Unconditional,
-                None => Precondition::CreateOnly,
-            };
-            let etag = match self
-                .client
-                .put(&name, body.clone(), CONTENT_TYPE, precondition)
-                .await
-            {
-                Err(DavError::PreconditionFailed) => {
-                    let precondition = match self.client.get(&name).await?.and_then(|(_, e)| e) {
-                        Some(e) => Precondition::IfMatch(e),
-                        None => Precondition::CreateOnly,
-                    };
-                    self.client
-                        .put(&name, body, CONTENT_TYPE, precondition)
-                        .await?
-                }
-                other => other?,
-            };
+            let known = mine.map(|k| k.etag.clone());
+            let etag = write_over(&self.client, &name, body, CONTENT_TYPE, known).await?;
             let record = SinkItem {
                 key: contact.uid.clone(),
                 remote_name: name,

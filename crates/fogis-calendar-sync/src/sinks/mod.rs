@@ -182,6 +182,38 @@ pub(crate) async fn blocking<R: Send + 'static>(
         .map_err(SinkError::from)
 }
 
+/// Writes `body` as `name` with the conditional write its known state calls for (`etag`:
+/// `If-Match`; known without an ETag: unconditional; unknown: `If-None-Match: *`), and makes the
+/// state win a 412: the resource changed under us or already exists (a write whose answer was
+/// lost before a crash), so its current ETag is read and the write repeated once.
+pub(crate) async fn write_over(
+    client: &dav::DavClient,
+    name: &str,
+    body: String,
+    content_type: &str,
+    known: Option<Option<String>>,
+) -> Result<Option<String>, DavError> {
+    use dav::Precondition;
+    let precondition = match known {
+        Some(Some(etag)) => Precondition::IfMatch(etag),
+        Some(None) => Precondition::Unconditional,
+        None => Precondition::CreateOnly,
+    };
+    match client
+        .put(name, body.clone(), content_type, precondition)
+        .await
+    {
+        Err(DavError::PreconditionFailed) => {
+            let precondition = match client.get(name).await?.and_then(|(_, etag)| etag) {
+                Some(etag) => Precondition::IfMatch(etag),
+                None => Precondition::CreateOnly,
+            };
+            client.put(name, body, content_type, precondition).await
+        }
+        other => other,
+    }
+}
+
 fn backoff(failures: u32) -> Duration {
     let secs = 1u64 << failures.min(9).saturating_sub(1);
     Duration::from_secs(secs.min(300))
