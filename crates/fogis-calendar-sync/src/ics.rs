@@ -254,12 +254,27 @@ fn year_start(year: i32) -> Option<i64> {
 
 fn render_vtimezone(out: &mut String, tz: Tz, events: &[FeedEvent]) {
     let times = || events.iter().flat_map(|e| [e.start, e.end]);
-    let (Some(first), Some(last)) = (times().min(), times().max()) else {
+    let Some(first) = times().min() else {
         return;
     };
     let from = year_start(first.year() - 1).unwrap_or(first.timestamp());
-    let to = year_start(last.year() + 2).unwrap_or(last.timestamp());
-    let mut list = transitions(tz, from, to);
+    // Scan only the years that have events (each with a year either side), not the whole span:
+    // a list is usually one season, and one stray date far away must not cost a century.
+    let mut years: Vec<i32> = times().map(|t| t.year()).collect();
+    years.sort_unstable();
+    years.dedup();
+    let mut list = Vec::new();
+    let mut scanned_to = i64::MIN;
+    for y in years {
+        let (Some(a), Some(b)) = (year_start(y - 1), year_start(y + 2)) else {
+            continue;
+        };
+        let a = a.max(scanned_to);
+        if a < b {
+            list.extend(transitions(tz, a, b));
+            scanned_to = b;
+        }
+    }
     let base = offset(tz, from);
     ln!(out, "BEGIN:VTIMEZONE\r\nTZID:{}", tz.name());
     if list.is_empty() {
@@ -552,5 +567,24 @@ mod tests {
             prop_assert_eq!(prop(ev, "LOCATION"), expected_text(&l));
             prop_assert_eq!(prop(ev, "DESCRIPTION"), expected_text(&d));
         }
+    }
+
+    #[test]
+    fn vtimezone_covers_only_the_years_with_events() {
+        let mut near = event();
+        near.start = Utc.with_ymd_and_hms(2025, 5, 6, 16, 30, 0).unwrap();
+        near.end = near.start + chrono::Duration::hours(2);
+        let mut far = near.clone();
+        far.match_id += 1;
+        far.start = Utc.with_ymd_and_hms(2090, 5, 6, 16, 30, 0).unwrap();
+        far.end = far.start + chrono::Duration::hours(2);
+        let text = render_calendar(&[near, far], &opts(STHLM));
+        assert!(text.contains("DTSTART:20250330T020000"));
+        assert!(text.contains("DTSTART:20900326T020000"));
+        assert!(
+            !text.contains("DTSTART:2050"),
+            "no scan of the years between"
+        );
+        assert_eq!(count(&text, "BEGIN:DAYLIGHT"), 6);
     }
 }

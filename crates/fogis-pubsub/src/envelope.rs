@@ -14,7 +14,7 @@
 //! (no id, cannot be placed in time, a field of the wrong type) is set aside in
 //! [`Snapshot::rejected`] with a reason, and the rest of the message still applies.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -632,6 +632,12 @@ fn local_kickoff(o: &Obj<'_>, date_key: &str, time_key: &str) -> Result<Kickoff,
         (Some(d), Some(t)) => {
             let date = NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d")
                 .map_err(|_| FieldError::new(date_key, "expected a date YYYY-MM-DD"))?;
+            if !(2000..2100).contains(&date.year()) {
+                return Err(FieldError::new(
+                    date_key,
+                    "not a plausible match date (2000 to 2099)",
+                ));
+            }
             let time = NaiveTime::parse_from_str(t.trim(), "%H:%M")
                 .or_else(|_| NaiveTime::parse_from_str(t.trim(), "%H:%M:%S"))
                 .map_err(|_| FieldError::new(time_key, "expected a time HH:MM"))?;
@@ -643,6 +649,11 @@ fn local_kickoff(o: &Obj<'_>, date_key: &str, time_key: &str) -> Result<Kickoff,
         )),
     }
 }
+
+/// FOGIS matches are played between 2000 and 2099; a kick-off outside is garbage (and would make
+/// a calendar describe a century of time-zone rules).
+const PLAUSIBLE_FROM_MS: i64 = 946_684_800_000; // 2000-01-01T00:00:00Z
+const PLAUSIBLE_TO_MS: i64 = 4_102_444_800_000; // 2100-01-01T00:00:00Z
 
 /// Parses FOGIS' `/Date(1746543600000)/` (epoch milliseconds, UTC; an optional `+0200` style
 /// suffix is informational only and ignored).
@@ -661,11 +672,10 @@ pub fn parse_tid(s: &str) -> Result<DateTime<Utc>, String> {
     let ms: i64 = inner[..digits_end]
         .parse()
         .map_err(|_| "expected /Date(milliseconds)/".to_string())?;
-    // Matches are played between 1900 and 2200; anything else is garbage.
-    const MIN: i64 = -2_208_988_800_000;
-    const MAX: i64 = 7_258_118_400_000;
-    if !(MIN..=MAX).contains(&ms) {
-        return Err(format!("{ms} ms is not a plausible match time"));
+    if !(PLAUSIBLE_FROM_MS..PLAUSIBLE_TO_MS).contains(&ms) {
+        return Err(format!(
+            "{ms} ms is not a plausible match time (2000 to 2099)"
+        ));
     }
     Utc.timestamp_millis_opt(ms)
         .single()

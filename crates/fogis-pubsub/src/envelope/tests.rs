@@ -214,6 +214,24 @@ fn structural_errors_say_where() {
 }
 
 #[test]
+fn local_dates_far_from_now_are_rejected() {
+    let Message::Matches(s) =
+        decode(br#"[{"match_id": 1, "teams": "A vs B", "date": "4050-05-06", "time": "18:30"}]"#)
+            .unwrap()
+    else {
+        panic!()
+    };
+    assert!(s.matches.is_empty());
+    assert!(
+        s.rejected[0]
+            .reason
+            .contains("date: not a plausible match date"),
+        "{:?}",
+        s.rejected
+    );
+}
+
+#[test]
 fn tid_and_timestamps() {
     assert_eq!(
         parse_tid("/Date(1746549000000)/")
@@ -228,6 +246,13 @@ fn tid_and_timestamps() {
         UTC_18_30
     );
     assert!(parse_tid("/Date(99999999999999999)/").is_err());
+    assert!(
+        parse_tid("/Date(631152000000)/")
+            .unwrap_err()
+            .contains("2000 to 2099"),
+        "1990"
+    );
+    assert!(parse_tid("/Date(4102444800000)/").is_err(), "2100");
     assert!(parse_tid("/Date()/").is_err());
     assert!(parse_tid("1746549000000").is_err());
     let old = parse_timestamp("2025-05-05T06:30:00").unwrap();
