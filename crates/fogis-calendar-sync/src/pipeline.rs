@@ -32,13 +32,7 @@ impl CalendarTarget {
 
     async fn apply(&self, update: MatchUpdate) -> HandlerOutcome {
         let channel = update.channel.clone();
-        tracing::info!(
-            %channel,
-            matches = update.snapshot.matches.len(),
-            message_id = ?update.snapshot.meta.message_id,
-            "received {} matches on {channel}",
-            update.snapshot.matches.len()
-        );
+        // "received N matches on <channel>" is logged by the library's reader.
         let engine = self.engine.clone();
         let origin = format!("redis:{channel}");
         let sent_at = update.snapshot.meta.timestamp;

@@ -249,7 +249,8 @@ fn record(status: &StatusCell, seq: u64, channel: &str, outcome: HandlerOutcome)
             s.messages_applied += 1;
             s.sync_count += 1;
             s.last_sync_time = Some(Utc::now());
-            tracing::info!(channel, %summary, "applied match update");
+            // The application logs what it applied, in its own words; this is for debugging.
+            tracing::debug!(channel, %summary, "applied match update");
             format!("applied: {summary}")
         }
         HandlerOutcome::Duplicate => {
