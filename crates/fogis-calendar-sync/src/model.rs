@@ -326,6 +326,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::excessive_precision)] // the long literal is the point of the test
     fn a_record_read_back_from_the_state_has_the_same_hash() {
         // Found by the state_row fuzz target: without serde_json's float_roundtrip, a long
         // coordinate did not read back to the same f64, so the hash changed across a restart.
