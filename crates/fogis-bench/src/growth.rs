@@ -94,7 +94,10 @@ pub fn measure(matches: usize, rounds: usize) -> anyhow::Result<GrowthPoint> {
         let applied = engine.apply(&snapshot, "bench", false)?;
         applies.push(t.elapsed());
         if applied.counts.updated as usize != matches {
-            return Err(anyhow!("round {round} updated {:?}, not {matches}", applied.counts));
+            return Err(anyhow!(
+                "round {round} updated {:?}, not {matches}",
+                applied.counts
+            ));
         }
     }
     Ok(GrowthPoint {

@@ -154,7 +154,8 @@ pub fn run(sizes: &Sizes, target: &Target) -> anyhow::Result<Results> {
 
     // Warm up: the first list creates the three matches. No timestamp, so no lag sample.
     let mut conn = resp::Conn::open(redis.port())?;
-    let mut warm: serde_json::Value = serde_json::from_slice(&template.message(0, chrono::Utc::now()))?;
+    let mut warm: serde_json::Value =
+        serde_json::from_slice(&template.message(0, chrono::Utc::now()))?;
     if let Some(o) = warm.as_object_mut() {
         o.remove("timestamp");
     }
@@ -164,7 +165,10 @@ pub fn run(sizes: &Sizes, target: &Target) -> anyhow::Result<Results> {
     while burst::stored_start(&mut client, template.changed_match)?.as_deref()
         != Some(burst::start_text(0).as_str())
     {
-        anyhow::ensure!(std::time::Instant::now() < deadline, "the warm-up was not applied");
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the warm-up was not applied"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     std::thread::sleep(sizes.settle);
@@ -183,9 +187,13 @@ pub fn run(sizes: &Sizes, target: &Target) -> anyhow::Result<Results> {
     r.memory.steady_max = r.steady.rss_max;
 
     let burst_first = steady_first + sizes.steady_rate * sizes.steady_seconds + 1_000;
-    let burst = burst::run(&redis, &service, &template, burst_first, sizes.burst).context("burst")?;
+    let burst =
+        burst::run(&redis, &service, &template, burst_first, sizes.burst).context("burst")?;
     let last = burst::start_text(burst_first + sizes.burst - 1);
-    r.final_state = (burst::stored_start(&mut client, template.changed_match)?, last);
+    r.final_state = (
+        burst::stored_start(&mut client, template.changed_match)?,
+        last,
+    );
     r.burst = Some(burst);
     let peak: Memory = service.memory()?;
     r.memory.burst_peak = peak.hwm;

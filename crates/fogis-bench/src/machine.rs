@@ -70,7 +70,9 @@ fn output(program: &str, args: &[&str]) -> String {
 /// The 1, 5 and 15 minute load averages.
 pub fn load_average() -> [f64; 3] {
     let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let mut v = text.split_whitespace().map(|x| x.parse().unwrap_or(f64::NAN));
+    let mut v = text
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(f64::NAN));
     [
         v.next().unwrap_or(f64::NAN),
         v.next().unwrap_or(f64::NAN),

@@ -20,9 +20,19 @@ pub struct MicroResult {
 
 /// Runs `cargo bench -p fogis-bench --bench micro` with criterion's output in `home`.
 pub fn run(workspace: &Path, home: &Path, quick: bool) -> anyhow::Result<Vec<MicroResult>> {
+    // Only this run's results: criterion keeps old ones (and renamed benchmarks) otherwise.
+    let _ = std::fs::remove_dir_all(home);
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(workspace)
-        .args(["bench", "--locked", "-p", "fogis-bench", "--bench", "micro", "--"])
+        .args([
+            "bench",
+            "--locked",
+            "-p",
+            "fogis-bench",
+            "--bench",
+            "micro",
+            "--",
+        ])
         .env("CRITERION_HOME", home);
     if quick {
         cmd.args(["--warm-up-time", "0.2", "--measurement-time", "0.5"]);

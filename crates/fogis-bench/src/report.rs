@@ -108,27 +108,107 @@ pub fn table(r: &Results) -> String {
     let _ = writeln!(t, "| benchmark | result |\n| --- | --- |");
     if let Some(b) = &r.burst {
         let rate = |x: Option<f64>| x.map_or("n/a".into(), |x| format!("{x:.0} msg/s"));
-        let _ = writeln!(t, "| burst: messages × size | {} × {} bytes, published in {} |", b.messages, b.message_bytes, ms(b.publish));
-        let _ = writeln!(t, "| burst: raw subscriber (ceiling) | {} ({} of {} received{}) |", rate(b.raw_rate()), b.raw.messages, b.messages, if b.raw.closed { ", closed by Redis" } else { "" });
-        let _ = writeln!(t, "| burst: service drain | {} ({} received) |", rate(b.service_rate()), b.service_received);
-        let _ = writeln!(t, "| burst: service / ceiling | {} |", b.ratio().map_or("n/a".into(), |x| format!("{:.1} %", x * 100.0)));
-        let _ = writeln!(t, "| burst: lost | {} not received, {} reconnects, {} output-buffer kills, same connection: {} |", b.lost(), b.reconnects, b.buffer_kills, if b.same_connection { "yes" } else { "no" });
-        let _ = writeln!(t, "| burst: applied / coalesced | {} / {} |", b.applied, b.coalesced);
-        let _ = writeln!(t, "| burst: state = last snapshot after | {} from the first publish |", b.converged.map_or("never".into(), ms));
+        let _ = writeln!(
+            t,
+            "| burst: messages × size | {} × {} bytes, published in {} |",
+            b.messages,
+            b.message_bytes,
+            ms(b.publish)
+        );
+        let _ = writeln!(
+            t,
+            "| burst: raw subscriber (ceiling) | {} ({} of {} received{}) |",
+            rate(b.raw_rate()),
+            b.raw.messages,
+            b.messages,
+            if b.raw.closed {
+                ", closed by Redis"
+            } else {
+                ""
+            }
+        );
+        let _ = writeln!(
+            t,
+            "| burst: service drain | {} ({} received) |",
+            rate(b.service_rate()),
+            b.service_received
+        );
+        let _ = writeln!(
+            t,
+            "| burst: service / ceiling | {} |",
+            b.ratio()
+                .map_or("n/a".into(), |x| format!("{:.1} %", x * 100.0))
+        );
+        let killed = if b.killed.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", b.killed.join(", "))
+        };
+        let _ = writeln!(t, "| burst: lost | {} not received, {} reconnects, {} output-buffer kills{killed}, same connection: {} |", b.lost(), b.reconnects, b.buffer_kills, if b.same_connection { "yes" } else { "no" });
+        let _ = writeln!(
+            t,
+            "| burst: applied / coalesced | {} / {} |",
+            b.applied, b.coalesced
+        );
+        let _ = writeln!(
+            t,
+            "| burst: state = last snapshot after | {} from the first publish |",
+            b.converged.map_or("never".into(), ms)
+        );
     }
     let s = &r.steady;
-    let _ = writeln!(t, "| steady: messages | {} in {:.1} s ({:.0}/s) |", s.sent, s.seconds, s.sent as f64 / s.seconds.max(1e-9));
-    let _ = writeln!(t, "| steady: lag to commit p50 / p99 / max | {} / {} / {} (histogram p99 bucket ≤ {}) |", secs(s.commit.p50), secs(s.commit.p99), secs(s.commit.max), s.commit_p99_bucket.map_or("n/a".into(), secs));
-    let _ = writeln!(t, "| steady: lag to feed p50 / p99 / max | {} / {} / {} |", secs(s.feed.p50), secs(s.feed.p99), secs(s.feed.max));
+    let _ = writeln!(
+        t,
+        "| steady: messages | {} in {:.1} s ({:.0}/s) |",
+        s.sent,
+        s.seconds,
+        s.sent as f64 / s.seconds.max(1e-9)
+    );
+    let _ = writeln!(
+        t,
+        "| steady: lag to commit p50 / p99 / max | {} / {} / {} (histogram p99 bucket ≤ {}) |",
+        secs(s.commit.p50),
+        secs(s.commit.p99),
+        secs(s.commit.max),
+        s.commit_p99_bucket.map_or("n/a".into(), secs)
+    );
+    let _ = writeln!(
+        t,
+        "| steady: lag to feed p50 / p99 / max | {} / {} / {} |",
+        secs(s.feed.p50),
+        secs(s.feed.p99),
+        secs(s.feed.max)
+    );
     let m = &r.memory;
-    let _ = writeln!(t, "| RSS idle / steady (max) / burst peak (VmHWM) / after | {} / {} / {} / {} |", mb(m.idle), mb(m.steady_max), mb(m.burst_peak), mb(m.after));
+    let _ = writeln!(
+        t,
+        "| RSS idle / steady (max) / burst peak (VmHWM) / after | {} / {} / {} / {} |",
+        mb(m.idle),
+        mb(m.steady_max),
+        mb(m.burst_peak),
+        mb(m.after)
+    );
     let mut starts = r.starts.clone();
     starts.sort();
     if let (Some(min), Some(max)) = (starts.first(), starts.last()) {
-        let _ = writeln!(t, "| exec to /health 200: min / median / max ({} starts) | {} / {} / {} |", starts.len(), ms(*min), ms(starts[starts.len() / 2]), ms(*max));
+        let _ = writeln!(
+            t,
+            "| exec to /health 200: min / median / max ({} starts) | {} / {} / {} |",
+            starts.len(),
+            ms(*min),
+            ms(starts[starts.len() / 2]),
+            ms(*max)
+        );
     }
     for m in &r.micro {
-        let _ = writeln!(t, "| micro: {} | {} (mean {} ± {}) |", m.id, secs(m.median), secs(m.mean), secs(m.mean_error));
+        let _ = writeln!(
+            t,
+            "| micro: {} | {} (mean {} ± {}) |",
+            m.id,
+            secs(m.median),
+            secs(m.mean),
+            secs(m.mean_error)
+        );
     }
     for p in &r.growth {
         let _ = writeln!(t, "| growth: {} matches ({} KB) | decode {} + plan and commit {} = {} ({:.1} µs per match) |", p.matches, p.bytes / 1000, secs(p.decode.as_secs_f64()), secs(p.apply.as_secs_f64()), secs(p.total().as_secs_f64()), p.per_match_us());
@@ -163,12 +243,20 @@ pub fn markdown(r: &Results, previous: &str) -> String {
     let _ = writeln!(out, "| machine | |\n| --- | --- |");
     let _ = writeln!(out, "| CPUs (`nproc`) | {} |", m.nproc);
     let _ = writeln!(out, "| CPU model | {} |", m.cpu_model);
-    let _ = writeln!(out, "| RAM | {:.1} GiB |", m.ram_bytes as f64 / (1u64 << 30) as f64);
+    let _ = writeln!(
+        out,
+        "| RAM | {:.1} GiB |",
+        m.ram_bytes as f64 / (1u64 << 30) as f64
+    );
     let _ = writeln!(out, "| kernel | {} |", m.kernel);
     let _ = writeln!(out, "| date | {} |", m.date);
     let _ = writeln!(out, "| git commit | `{}` |", m.commit);
     let _ = writeln!(out, "| rustc / redis-server | {} / {} |", m.rustc, m.redis);
-    let _ = writeln!(out, "| load average (1, 5, 15 min) at start | {} |", load(r.load_start));
+    let _ = writeln!(
+        out,
+        "| load average (1, 5, 15 min) at start | {} |",
+        load(r.load_start)
+    );
     let _ = writeln!(out, "| load average at end | {} |", load(r.load_end));
     let _ = writeln!(out, "| sizes | {} |\n", r.sizes_label);
     let _ = writeln!(out, "## Targets\n\n{}", targets(r));

@@ -43,7 +43,9 @@ impl RawSubscriber {
             reader.read_line(&mut line)?;
         }
         if !line.starts_with(":1") {
-            return Err(std::io::Error::other(format!("SUBSCRIBE answered {line:?}")));
+            return Err(std::io::Error::other(format!(
+                "SUBSCRIBE answered {line:?}"
+            )));
         }
         // Anything the BufReader read past the confirmation would be lost: nothing is published
         // before `start` returns, so there is nothing.
@@ -74,7 +76,14 @@ fn count(mut stream: TcpStream, expect: u64) -> std::io::Result<RawCount> {
                 break;
             }
             Ok(n) => n,
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => break,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                break
+            }
             Err(e) => return Err(e),
         };
         out.bytes += n as u64;

@@ -162,7 +162,10 @@ impl Service {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        Err(anyhow!("the service did not subscribe: {}", self.log_tail()))
+        Err(anyhow!(
+            "the service did not subscribe: {}",
+            self.log_tail()
+        ))
     }
 
     /// `VmRSS` and `VmHWM` (peak) in bytes.

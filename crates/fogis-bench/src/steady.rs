@@ -133,7 +133,7 @@ pub fn run(
     })
 }
 
-/// `fogis_sync_lag_recent_seconds{quantile=...}` and `fogis_sync_lag_recent_count`.
+/// `fogis_sync_lag_recent_seconds{quantile=...}` and `fogis_sync_lag_recent_samples`.
 pub fn recent_quantiles(metrics: &str) -> anyhow::Result<Quantiles> {
     let value = |key: &str| -> anyhow::Result<f64> {
         metrics
@@ -146,7 +146,7 @@ pub fn recent_quantiles(metrics: &str) -> anyhow::Result<Quantiles> {
         p50: value("fogis_sync_lag_recent_seconds{quantile=\"0.5\"}")?,
         p99: value("fogis_sync_lag_recent_seconds{quantile=\"0.99\"}")?,
         max: value("fogis_sync_lag_recent_seconds{quantile=\"1\"}")?,
-        count: value("fogis_sync_lag_recent_seconds_count")? as usize,
+        count: value("fogis_sync_lag_recent_samples")? as usize,
     })
 }
 
@@ -179,5 +179,7 @@ pub fn bucket_quantile(before: &str, after: &str, q: f64) -> Option<f64> {
         .collect();
     let total = diff.last()?.1;
     let want = (q * total as f64).ceil() as u64;
-    diff.iter().find(|(_, n)| *n >= want.max(1)).map(|(b, _)| *b)
+    diff.iter()
+        .find(|(_, n)| *n >= want.max(1))
+        .map(|(b, _)| *b)
 }

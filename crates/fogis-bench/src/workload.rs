@@ -62,7 +62,10 @@ impl Template {
         let matches = value["payload"]["matches"]
             .as_array()
             .ok_or_else(|| anyhow!("the fixture has no payload.matches"))?;
-        let match_ids: Vec<i64> = matches.iter().filter_map(|m| m["matchid"].as_i64()).collect();
+        let match_ids: Vec<i64> = matches
+            .iter()
+            .filter_map(|m| m["matchid"].as_i64())
+            .collect();
         let changed_match = *match_ids.first().ok_or_else(|| anyhow!("no matches"))?;
         let text = std::str::from_utf8(bytes)?;
         let mut points = Vec::new();
@@ -71,8 +74,13 @@ impl Template {
             (Field::Timestamp, "\"timestamp\": \""),
             (Field::Tid, "\"tid\": \""),
         ] {
-            let start = text.find(key).ok_or_else(|| anyhow!("no {key} in the fixture"))? + key.len();
-            let len = text[start..].find('"').ok_or_else(|| anyhow!("unterminated {key}"))?;
+            let start = text
+                .find(key)
+                .ok_or_else(|| anyhow!("no {key} in the fixture"))?
+                + key.len();
+            let len = text[start..]
+                .find('"')
+                .ok_or_else(|| anyhow!("unterminated {key}"))?;
             points.push((start, start + len, field));
         }
         points.sort_by_key(|p| p.0);
@@ -173,7 +181,10 @@ mod tests {
         };
         let (sa, sb) = (decode(&a)?, decode(&b)?);
         assert_ne!(sa.meta.message_id, sb.meta.message_id);
-        assert_eq!(sb.meta.timestamp.map(|t| t.timestamp_micros()), Some(now.timestamp_micros()));
+        assert_eq!(
+            sb.meta.timestamp.map(|t| t.timestamp_micros()),
+            Some(now.timestamp_micros())
+        );
         let start = |s: &fogis_pubsub::Snapshot| s.matches[0].kickoff;
         assert_eq!(start(&sb), fogis_pubsub::Kickoff::Utc(kickoff(7)));
         assert_ne!(start(&sa), start(&sb));

@@ -16,7 +16,7 @@ use crate::ics::{self, FeedEvent, FeedOptions};
 use crate::outbox::NewWork;
 use crate::reconcile::{self, Action, Counts, Plan, Presence, StoredMatch};
 use crate::sinks;
-use crate::store::{LogEntry, QuarantineEntry, Store, StoreError};
+use crate::store::{CommitExtra, LogEntry, QuarantineEntry, Store, StoreError};
 
 /// How the engine places and shows events.
 #[derive(Debug, Clone)]
@@ -299,15 +299,17 @@ impl Engine {
                 detail: (!applied.rejections.is_empty()).then(|| applied.rejections.join("; ")),
             };
             let work = self.outbox_work(&plan, snapshot);
+            // The newest Redis timestamp and the holds it resolves go in the same transaction.
+            let extra = CommitExtra {
+                meta: sent_at
+                    .map(|sent| (LAST_REDIS_TIMESTAMP, sent.to_rfc3339()))
+                    .into_iter()
+                    .collect(),
+                resolve_holds: Some(resolution),
+            };
             inner
                 .store
-                .commit(&writes, &raw, message_id.as_deref(), &log, &work)?;
-            inner.store.resolve_pending_holds(resolution)?;
-            if let Some(sent) = sent_at {
-                inner
-                    .store
-                    .set_meta(LAST_REDIS_TIMESTAMP, &sent.to_rfc3339())?;
-            }
+                .commit(&writes, &raw, message_id.as_deref(), &log, &work, &extra)?;
             inner.data_version = inner.store.data_version()?;
             if !work.is_empty() {
                 self.outbox_signal.send_modify(|g| *g += 1);

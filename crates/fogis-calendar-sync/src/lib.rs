@@ -9,6 +9,7 @@
 //! The service is a library: [`run`] takes its configuration, a bound listener and a shutdown
 //! token, so tests start it on port 0 and stop it explicitly.
 
+pub mod checkpoint;
 pub mod config;
 pub mod engine;
 pub mod held;
@@ -195,6 +196,7 @@ pub async fn run(
     let engine =
         tokio::task::spawn_blocking(move || open_engine_with(&state_opts, flags)).await??;
     let engine = Arc::new(engine);
+    checkpoint::tune(&engine);
     let tracker = tokio_util::task::TaskTracker::new();
     let sinks_shutdown = shutdown.child_token();
     let sinks = sinks::Sinks::start(kinds, &engine, &tracker, &sinks_shutdown);

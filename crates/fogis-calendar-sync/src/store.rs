@@ -182,17 +182,13 @@ impl Store {
     pub fn get_meta(&self, key: &str) -> Result<Option<String>, StoreError> {
         Ok(self
             .conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+            .query_row([key], |r| r.get(0))
             .optional()?)
     }
 
     pub fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT INTO meta (key, value) VALUES (?1, ?2)
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            params![key, value],
-        )?;
-        Ok(())
+        set_meta(&self.conn, key, value)
     }
 
     /// SQLite's `data_version`: changes when another connection (the CLI next to a running
@@ -200,7 +196,8 @@ impl Store {
     pub fn data_version(&self) -> Result<i64, StoreError> {
         Ok(self
             .conn
-            .query_row("PRAGMA data_version", [], |r| r.get(0))?)
+            .prepare_cached("PRAGMA data_version")?
+            .query_row([], |r| r.get(0))?)
     }
 
     pub fn schema_version(&self) -> Result<i64, StoreError> {
@@ -253,17 +250,14 @@ impl Store {
     pub fn is_processed(&self, message_id: &str) -> Result<bool, StoreError> {
         Ok(self
             .conn
-            .query_row(
-                "SELECT 1 FROM processed_messages WHERE message_id = ?1",
-                [message_id],
-                |_| Ok(()),
-            )
+            .prepare_cached("SELECT 1 FROM processed_messages WHERE message_id = ?1")?
+            .query_row([message_id], |_| Ok(()))
             .optional()?
             .is_some())
     }
 
-    /// Writes the changes of one snapshot, marks its message id processed and logs it, in one
-    /// transaction.
+    /// Writes the changes of one snapshot, marks its message id processed, logs it, and writes
+    /// `extra`, in one transaction.
     pub fn commit(
         &mut self,
         writes: &[&StoredMatch],
@@ -271,6 +265,7 @@ impl Store {
         message_id: Option<&str>,
         log: &LogEntry,
         outbox: &[crate::outbox::NewWork],
+        extra: &CommitExtra<'_>,
     ) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         crate::outbox::enqueue(&tx, outbox)?;
@@ -309,16 +304,25 @@ impl Store {
             }
         }
         if let Some(id) = message_id {
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT OR IGNORE INTO processed_messages (message_id, applied_at) VALUES (?1, ?2)",
-                params![id, log.at.to_rfc3339()],
-            )?;
-            tx.execute(
+            )?
+            .execute(params![id, log.at.to_rfc3339()])?;
+            tx.prepare_cached(
                 "DELETE FROM processed_messages WHERE seq <= (SELECT MAX(seq) FROM processed_messages) - ?1",
-                [PROCESSED_KEEP],
-            )?;
+            )?
+            .execute([PROCESSED_KEEP])?;
         }
         insert_log(&tx, log)?;
+        for (key, value) in &extra.meta {
+            set_meta(&tx, key, value)?;
+        }
+        if let Some(state) = extra.resolve_holds {
+            tx.prepare_cached(
+                "UPDATE held SET state = ?1, resolved_at = ?2 WHERE state = 'pending'",
+            )?
+            .execute(params![state, Utc::now().to_rfc3339()])?;
+        }
         tx.commit()?;
         Ok(())
     }
@@ -416,27 +420,43 @@ impl Store {
     }
 }
 
+/// What else a snapshot's transaction writes besides its matches, its id and its log line.
+#[derive(Debug, Default)]
+pub struct CommitExtra<'a> {
+    /// `meta` rows to set.
+    pub meta: Vec<(&'a str, String)>,
+    /// Resolve every pending hold with this state (a normal list supersedes them).
+    pub resolve_holds: Option<&'a str>,
+}
+
+fn set_meta(conn: &Connection, key: &str, value: &str) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute(params![key, value])?;
+    Ok(())
+}
+
 fn insert_log(tx: &rusqlite::Transaction<'_>, e: &LogEntry) -> Result<(), StoreError> {
     let counts = e
         .counts
         .as_ref()
         .and_then(|c| serde_json::to_string(c).ok());
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO sync_log (at, origin, message_id, outcome, counts, detail)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![
-            e.at.to_rfc3339(),
-            e.origin,
-            e.message_id,
-            e.outcome,
-            counts,
-            e.detail
-        ],
-    )?;
-    tx.execute(
-        "DELETE FROM sync_log WHERE id <= (SELECT MAX(id) FROM sync_log) - ?1",
-        [LOG_KEEP],
-    )?;
+    )?
+    .execute(params![
+        e.at.to_rfc3339(),
+        e.origin,
+        e.message_id,
+        e.outcome,
+        counts,
+        e.detail
+    ])?;
+    tx.prepare_cached("DELETE FROM sync_log WHERE id <= (SELECT MAX(id) FROM sync_log) - ?1")?
+        .execute([LOG_KEEP])?;
     Ok(())
 }
 

@@ -153,6 +153,16 @@ pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(DecodeError::Empty);
     }
+    // Match updates in the common forms take the fast path; everything else, and every error,
+    // the general one (same results: see the `fast` module).
+    if let Some(message) = fast::decode(bytes) {
+        return Ok(message);
+    }
+    decode_general(bytes)
+}
+
+/// The general path: the whole message as a `serde_json::Value`, then [`decode_value`].
+fn decode_general(bytes: &[u8]) -> Result<Message, DecodeError> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| DecodeError::Json {
         line: e.line(),
         column: e.column(),
@@ -266,17 +276,7 @@ fn decode_object(mut top: Map<String, Value>) -> Result<Message, DecodeError> {
             ));
         };
         let metadata = top.remove("metadata").unwrap_or(Value::Null);
-        // The flat form keeps its envelope-ish fields inside `metadata`.
-        let mut meta = meta;
-        if let Value::Object(m) = &metadata {
-            meta.message_id = meta.message_id.or_else(|| loose_string(m, "message_id"));
-            meta.source = meta.source.or_else(|| loose_string(m, "source"));
-            meta.timestamp = meta.timestamp.or_else(|| {
-                m.get("timestamp")
-                    .and_then(Value::as_str)
-                    .and_then(parse_timestamp)
-            });
-        }
+        let meta = flat_meta(meta, &metadata);
         let form = if enhanced {
             MessageForm::Enhanced
         } else {
@@ -294,6 +294,21 @@ fn decode_object(mut top: Map<String, Value>) -> Result<Message, DecodeError> {
             "no match list: expected `matches`, `payload.matches` or a JSON list",
         ),
     })
+}
+
+/// The flat form keeps its envelope-ish fields inside `metadata`: they fill what the top level
+/// does not say.
+fn flat_meta(mut meta: Meta, metadata: &Value) -> Meta {
+    if let Value::Object(m) = metadata {
+        meta.message_id = meta.message_id.or_else(|| loose_string(m, "message_id"));
+        meta.source = meta.source.or_else(|| loose_string(m, "source"));
+        meta.timestamp = meta.timestamp.or_else(|| {
+            m.get("timestamp")
+                .and_then(Value::as_str)
+                .and_then(parse_timestamp)
+        });
+    }
+    meta
 }
 
 fn snapshot(
@@ -695,12 +710,19 @@ pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
 }
 
 fn loose_string(o: &Map<String, Value>, key: &str) -> Option<String> {
-    match o.get(key)? {
+    loose(o.get(key))
+}
+
+/// An identifier-ish text field: a non-empty string, or a number as written.
+fn loose(v: Option<&Value>) -> Option<String> {
+    match v? {
         Value::String(s) if !s.is_empty() => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
         _ => None,
     }
 }
+
+mod fast;
 
 #[cfg(test)]
 mod tests;

@@ -184,6 +184,20 @@ impl StatusCell {
         }
     }
 
+    /// Rewrites the kind and outcome of a history record, if it is still in the ring (a raw
+    /// payload found to be a status message, an alert or garbage when it was decoded).
+    pub(crate) fn set_record(
+        s: &mut SubscriberStatus,
+        seq: u64,
+        kind: RecordKind,
+        outcome: String,
+    ) {
+        if let Some(record) = s.recent.iter_mut().rev().find(|r| r.seq == seq) {
+            record.kind = kind;
+            record.outcome = outcome;
+        }
+    }
+
     pub(crate) fn error(&self, message: String, available: bool) {
         let mut s = self.lock();
         s.last_error = Some(message);

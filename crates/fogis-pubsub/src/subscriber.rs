@@ -4,9 +4,12 @@
 //!
 //! - the **reading task** (pub/sub, on unless `pubsub` is false) connects, subscribes every
 //!   match and status channel plus a private probe channel, catches up (below), and then only
-//!   reads: it size-checks, decodes and hands off. It reconnects forever with capped, jittered
-//!   exponential backoff and pings an idle connection so that a dead or frozen Redis is noticed
-//!   within `ping_interval + ping_timeout`.
+//!   reads: it size-checks and hands off. A large payload on a match channel is handed off raw
+//!   (decoding 30 KB of JSON takes longer than receiving it; a reader that decoded every message
+//!   would fall behind a burst), so the worker decodes only the snapshot that survives
+//!   coalescing; status channels and small payloads are decoded at once. It reconnects forever with capped,
+//!   jittered exponential backoff and pings an idle connection so that a dead or frozen Redis is
+//!   noticed within `ping_interval + ping_timeout`.
 //! - the **stream consumer** (when [`SubscriberConfig::stream`] is set) reads a Redis stream
 //!   through a consumer group and acknowledges each entry only after the handler returned for
 //!   it (see below).
@@ -14,7 +17,8 @@
 //!   time, whichever way the snapshot came. A slow handler therefore never slows the pub/sub
 //!   reader, and Redis never disconnects us for a full output buffer; pub/sub snapshots that
 //!   were overtaken before the handler got to them are counted as coalesced, which loses nothing
-//!   because every snapshot is the whole match list.
+//!   because every snapshot is the whole match list. (A large payload overtaken before the
+//!   worker came round is counted as coalesced without being decoded; see the inbox module.)
 //!
 //! # Delivery guarantees
 //!
@@ -70,6 +74,7 @@
 
 mod backoff;
 mod handle;
+mod inbox;
 mod intake;
 mod reader;
 mod stream;
@@ -297,7 +302,7 @@ pub(crate) struct Shared {
     pub(crate) restart: Notify,
     /// Probe tokens in flight, completed by the reading task when the token comes back.
     pub(crate) probes: Mutex<HashMap<String, oneshot::Sender<Instant>>>,
-    pub(crate) inbox: worker::Inbox,
+    pub(crate) inbox: inbox::Inbox,
     /// A separate connection for probes; the subscribed connection cannot publish.
     pub(crate) publisher: Publisher,
 }
@@ -329,7 +334,7 @@ impl Shared {
             status: StatusCell::new(status),
             restart: Notify::new(),
             probes: Mutex::new(HashMap::new()),
-            inbox: worker::Inbox::default(),
+            inbox: inbox::Inbox::default(),
             publisher: Publisher::new(config.redis_url.clone()).with_timeout(handle::PROBE_TIMEOUT),
             config,
         }

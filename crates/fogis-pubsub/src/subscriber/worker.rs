@@ -1,150 +1,31 @@
-//! The hand-off between the reading tasks and the handler.
+//! The worker: takes the work from the [`Inbox`](super::inbox::Inbox) and awaits the handler,
+//! one call at a time, whichever way the snapshot came.
 //!
-//! The [`Inbox`] holds at most: one pending "connected" event, a few rejected payloads, one
-//! stream entry and one pub/sub snapshot. A new pub/sub snapshot replaces an unprocessed one
-//! (the newest list is all that matters, so nothing is lost and memory stays bounded whatever the
-//! publish rate). The worker drains it in that order and awaits the handler for each item; the
-//! reading tasks never wait for it, except the stream consumer, which must not acknowledge an
-//! entry before the handler returned and so waits for its [`StreamJob`]'s reply.
-//!
-//! The stream entry goes before the pub/sub snapshot: both exist at once only when the stream
-//! entry was read before the pub/sub message arrived, so it is the older of the two, and the
-//! handler should see the newer one last.
+//! A pub/sub item the reader left raw is decoded here, and only if it is still the newest when
+//! the handler is free; when it is not a snapshot after all, the fallbacks behind it take its
+//! place (see the inbox's docs).
 //!
 //! A pub/sub snapshot whose handler answered [`HandlerOutcome::Retry`] is kept and put back
 //! after a backoff (unless a newer snapshot arrived meanwhile, which supersedes it): pub/sub
-//! cannot deliver it again.
+//! cannot deliver it again. A raw one is kept raw, and decoded again then.
 
-use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
 use chrono::Utc;
 use futures_util::FutureExt;
-use tokio::sync::{oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::Backoff;
-use super::{HandlerOutcome, MatchUpdate, RejectedPayload, Shared, SyncTarget};
+use super::inbox::{SlotItem, Work};
+use super::intake::{accept_as, coalesced, Accepted, Record};
+use super::{HandlerOutcome, MatchUpdate, Shared, SyncTarget};
 use crate::status::StatusCell;
-
-/// How many rejected payloads may wait for `on_rejected` (each at most 64 KiB).
-const REJECTED_QUEUE: usize = 16;
-
-/// A stream entry for the handler; the outcome goes back to the stream consumer, which
-/// acknowledges the entry (or not) accordingly.
-#[derive(Debug)]
-pub(crate) struct StreamJob {
-    /// History sequence number.
-    pub(crate) seq: u64,
-    pub(crate) update: MatchUpdate,
-    pub(crate) reply: oneshot::Sender<HandlerOutcome>,
-}
-
-#[derive(Debug, Default)]
-struct Pending {
-    /// Merged connection events: `Some(true)` if any of them was a reconnect.
-    connected: Option<bool>,
-    rejected: VecDeque<RejectedPayload>,
-    /// The stream entry waiting for the handler (the consumer hands over one at a time).
-    stream: Option<StreamJob>,
-    /// The newest unprocessed snapshot and its history sequence number.
-    slot: Option<(u64, MatchUpdate)>,
-}
-
-/// Work waiting for the worker. A std mutex: held only to move values in and out.
-#[derive(Debug, Default)]
-pub(crate) struct Inbox {
-    pending: Mutex<Pending>,
-    // `notify_one` stores a permit when the worker is busy, so a wake-up is never lost.
-    notify: Notify,
-}
-
-enum Work {
-    Connected(bool),
-    Rejected(RejectedPayload),
-    Stream(StreamJob),
-    Update(u64, MatchUpdate),
-}
-
-impl Inbox {
-    fn lock(&self) -> MutexGuard<'_, Pending> {
-        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Puts a snapshot in the slot; returns the sequence number of the one it replaced.
-    pub(crate) fn put(&self, seq: u64, update: MatchUpdate) -> Option<u64> {
-        let replaced = self.lock().slot.replace((seq, update)).map(|(s, _)| s);
-        self.notify.notify_one();
-        replaced
-    }
-
-    /// Puts a snapshot back for another try, unless a newer one is waiting (which wins).
-    fn put_back(&self, seq: u64, update: MatchUpdate) -> bool {
-        {
-            let mut p = self.lock();
-            if p.slot.is_some() {
-                return false;
-            }
-            p.slot = Some((seq, update));
-        }
-        self.notify.notify_one();
-        true
-    }
-
-    pub(crate) fn connected(&self, reconnect: bool) {
-        {
-            let mut p = self.lock();
-            p.connected = Some(p.connected.unwrap_or(false) || reconnect);
-        }
-        self.notify.notify_one();
-    }
-
-    /// Queues a rejected payload; the oldest is dropped when the queue is full.
-    pub(crate) fn rejected(&self, payload: RejectedPayload) {
-        {
-            let mut p = self.lock();
-            if p.rejected.len() == REJECTED_QUEUE {
-                p.rejected.pop_front();
-            }
-            p.rejected.push_back(payload);
-        }
-        self.notify.notify_one();
-    }
-
-    /// Hands a stream entry to the worker. A job still waiting (there is none: the consumer
-    /// waits for each reply) would be dropped, and its consumer told so by the closed channel.
-    pub(crate) fn submit(&self, job: StreamJob) {
-        self.lock().stream = Some(job);
-        self.notify.notify_one();
-    }
-
-    /// Takes the stream job back if the worker has not started it; true when it was still
-    /// waiting (the handler will never see it).
-    pub(crate) fn withdraw(&self) -> bool {
-        self.lock().stream.take().is_some()
-    }
-
-    fn take(&self) -> Option<Work> {
-        let mut p = self.lock();
-        if let Some(reconnect) = p.connected.take() {
-            return Some(Work::Connected(reconnect));
-        }
-        if let Some(payload) = p.rejected.pop_front() {
-            return Some(Work::Rejected(payload));
-        }
-        if let Some(job) = p.stream.take() {
-            return Some(Work::Stream(job));
-        }
-        p.slot.take().map(|(seq, update)| Work::Update(seq, update))
-    }
-}
 
 /// A pub/sub snapshot waiting to be tried again.
 struct RetryLater {
     at: tokio::time::Instant,
-    seq: u64,
-    update: MatchUpdate,
+    item: SlotItem,
 }
 
 /// The worker loop: drain the inbox, then sleep until woken, a retry is due, or cancelled.
@@ -186,17 +67,17 @@ pub(crate) async fn run(
                     // The consumer is gone only at shutdown; the entry then stays pending.
                     let _ = job.reply.send(outcome);
                 }
-                Work::Update(seq, update) => {
+                Work::Slot(newest, fallbacks) => {
+                    let Some((seq, update, kept)) = resolve(&shared, newest, fallbacks) else {
+                        continue;
+                    };
                     let channel = update.channel.clone();
-                    // Kept for a retry: pub/sub cannot deliver it again.
-                    let kept = update.clone();
                     let outcome = sync(&*target, update).await;
                     if matches!(outcome, HandlerOutcome::Retry { .. }) {
                         let delay = backoff.next_delay();
                         retry = Some(RetryLater {
                             at: tokio::time::Instant::now() + delay,
-                            seq,
-                            update: kept,
+                            item: kept,
                         });
                     } else {
                         backoff.reset();
@@ -223,10 +104,61 @@ pub(crate) async fn run(
                 }
             } => {
                 if let Some(r) = retry.take() {
-                    if shared.inbox.put_back(r.seq, r.update) {
+                    if shared.inbox.put_back(r.item) {
                         tracing::info!("retrying a match update the handler could not apply");
                     }
                 }
+            }
+        }
+    }
+}
+
+/// The snapshot to hand over from the slot: the first of the newest item and its fallbacks
+/// that is one. Those before it were recorded for what they were when decoded; those after it
+/// are older and superseded: counted as coalesced, not decoded (see the inbox's docs). Returns
+/// the history sequence number, the update, and what to keep for a retry.
+fn resolve(
+    shared: &Shared,
+    newest: SlotItem,
+    fallbacks: Vec<SlotItem>,
+) -> Option<(u64, MatchUpdate, SlotItem)> {
+    let mut items = std::iter::once(newest).chain(fallbacks);
+    let chosen = items.by_ref().find_map(|item| decode(shared, item));
+    let older: Vec<u64> = items.map(|item| item.seq()).collect();
+    if !older.is_empty() {
+        let mut s = shared.status.lock();
+        for seq in older {
+            coalesced(&mut s, seq);
+        }
+    }
+    let (seq, update, kept) = chosen?;
+    let n = update.snapshot.matches.len();
+    tracing::info!(seq, "received {n} matches on {}", update.channel);
+    Some((seq, update, kept))
+}
+
+/// The item as a snapshot, decoding a raw one (a raw one that is not a snapshot is recorded as a
+/// status, an alert or a rejection under its history record, and gives `None`).
+fn decode(shared: &Shared, item: SlotItem) -> Option<(u64, MatchUpdate, SlotItem)> {
+    match item {
+        SlotItem::Update(seq, update) => {
+            // Kept for a retry: pub/sub cannot deliver it again.
+            let kept = SlotItem::Update(seq, update.clone());
+            Some((seq, update, kept))
+        }
+        SlotItem::Raw(raw) => {
+            let record = Record::Made(raw.seq);
+            let (channel, payload) = (raw.channel(), raw.payload());
+            match accept_as(shared, channel, payload, raw.received_at, record) {
+                Accepted::Snapshot(snapshot) => {
+                    let update = MatchUpdate {
+                        channel: channel.to_string(),
+                        snapshot,
+                        received_at: raw.received_at,
+                    };
+                    Some((raw.seq, update, SlotItem::Raw(raw)))
+                }
+                Accepted::Recorded | Accepted::Rejected => None,
             }
         }
     }
@@ -270,88 +202,4 @@ fn record(status: &StatusCell, seq: u64, channel: &str, outcome: HandlerOutcome)
         }
     };
     StatusCell::set_outcome(&mut s, seq, text);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::envelope::{MessageForm, Meta, Snapshot};
-
-    fn update(id: &str) -> MatchUpdate {
-        MatchUpdate {
-            channel: "c".into(),
-            snapshot: Snapshot {
-                meta: Meta {
-                    message_id: Some(id.into()),
-                    ..Meta::default()
-                },
-                form: MessageForm::Flat,
-                matches: vec![],
-                rejected: vec![],
-                has_changes: None,
-                metadata: serde_json::Value::Null,
-            },
-            received_at: Utc::now(),
-        }
-    }
-
-    #[test]
-    fn newest_snapshot_wins_and_events_come_first() {
-        let inbox = Inbox::default();
-        assert_eq!(inbox.put(1, update("a")), None);
-        assert_eq!(inbox.put(2, update("b")), Some(1));
-        inbox.connected(false);
-        inbox.connected(true);
-        inbox.connected(false);
-        assert!(matches!(inbox.take(), Some(Work::Connected(true))));
-        match inbox.take() {
-            Some(Work::Update(2, u)) => {
-                assert_eq!(u.snapshot.meta.message_id.as_deref(), Some("b"))
-            }
-            _ => panic!("expected the newest snapshot"),
-        }
-        assert!(inbox.take().is_none());
-    }
-
-    #[test]
-    fn stream_job_goes_before_the_slot_and_can_be_withdrawn() {
-        let inbox = Inbox::default();
-        inbox.put(1, update("pubsub"));
-        let (reply, _rx) = oneshot::channel();
-        inbox.submit(StreamJob {
-            seq: 2,
-            update: update("stream"),
-            reply,
-        });
-        assert!(matches!(inbox.take(), Some(Work::Stream(_))));
-        assert!(!inbox.withdraw(), "already taken");
-        let (reply, _rx) = oneshot::channel();
-        inbox.submit(StreamJob {
-            seq: 3,
-            update: update("stream"),
-            reply,
-        });
-        assert!(inbox.withdraw());
-        assert!(matches!(inbox.take(), Some(Work::Update(1, _))));
-        assert!(inbox.put_back(1, update("again")));
-        assert!(!inbox.put_back(4, update("older")), "the waiting one wins");
-    }
-
-    #[test]
-    fn rejected_queue_is_bounded_dropping_the_oldest() {
-        let inbox = Inbox::default();
-        for i in 0..(REJECTED_QUEUE + 5) {
-            inbox.rejected(RejectedPayload {
-                channel: format!("{i}"),
-                error: crate::error::RejectReason::TooLarge { size: 1, limit: 0 },
-                raw: vec![],
-                size: 1,
-                received_at: Utc::now(),
-            });
-        }
-        match inbox.take() {
-            Some(Work::Rejected(p)) => assert_eq!(p.channel, "5"),
-            _ => panic!("expected a rejected payload"),
-        }
-    }
 }
