@@ -279,7 +279,7 @@ const METHOD: &str = r#"
   (pipelined) to `fogis:matches:updates`. The service (release binary, default settings, own
   `DATA_DIR`) and a raw subscriber (a minimal RESP reader that only counts) are both
   subscribed. Drain rate = messages received / time from the first `PUBLISH` to the last one
-  received (the service by its `messages_received`, polled every 2 ms). Lost = not received,
+  received (the service by its `messages_received`, polled every 5 ms). Lost = not received,
   plus reconnections, plus Redis closing a client for its output buffer (its log, `INFO`).
 - **Steady**: one `PUBLISH` every 5 ms; after each, `/calendar.ics` is polled (with
   `If-None-Match`) until it shows the change. Lag to commit is the service's own measurement
