@@ -206,6 +206,27 @@ impl Store {
             != 0)
     }
 
+    /// Binds remote resources found carrying our UIDs (`found`) to their keys, keeping our own
+    /// record (ETag, hash) where the resource is still where we left it; then, the first time
+    /// only, seeds `sink` with `seed`. What every DAV-style sink does when it starts.
+    pub fn adopt_and_seed(
+        &mut self,
+        sink: &'static str,
+        found: &[SinkItem],
+        seed: &[NewWork],
+    ) -> Result<(), StoreError> {
+        for item in found {
+            match self.sink_item(sink, &item.key)? {
+                Some(mine) if mine.remote_name == item.remote_name => {}
+                _ => self.put_sink_item(sink, item)?,
+            }
+        }
+        if !self.sink_seeded(sink)? {
+            self.seed_sink(sink, seed)?;
+        }
+        Ok(())
+    }
+
     /// Seeds `sink` with `work` and remembers that it was, in one transaction.
     pub fn seed_sink(&mut self, sink: &str, work: &[NewWork]) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;

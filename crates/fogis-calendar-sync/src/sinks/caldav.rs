@@ -60,29 +60,16 @@ impl CalDavSink {
                 })
             })
             .collect();
-        let ids: Vec<i64> = engine.matches().iter().map(|m| m.record.match_id).collect();
-        blocking(engine, move |s| {
-            for item in &adopted {
-                match s.sink_item(CALDAV, &item.key)? {
-                    // Known and still where we left it: keep our ETag and hash.
-                    Some(mine) if mine.remote_name == item.remote_name => {}
-                    _ => s.put_sink_item(CALDAV, item)?,
-                }
-            }
-            if !s.sink_seeded(CALDAV)? {
-                let work: Vec<NewWork> = ids
-                    .iter()
-                    .map(|id| NewWork {
-                        sink: CALDAV,
-                        key: id.to_string(),
-                        payload: None,
-                    })
-                    .collect();
-                s.seed_sink(CALDAV, &work)?;
-            }
-            Ok(())
-        })
-        .await?;
+        let seed: Vec<NewWork> = engine
+            .matches()
+            .iter()
+            .map(|m| NewWork {
+                sink: CALDAV,
+                key: m.record.match_id.to_string(),
+                payload: None,
+            })
+            .collect();
+        blocking(engine, move |s| s.adopt_and_seed(CALDAV, &adopted, &seed)).await?;
         Ok(())
     }
 

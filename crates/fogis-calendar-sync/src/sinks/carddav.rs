@@ -67,16 +67,7 @@ impl CardDavSink {
             })
             .collect();
         blocking(engine, move |s| {
-            for item in &adopted {
-                match s.sink_item(CARDDAV, &item.key)? {
-                    Some(mine) if mine.remote_name == item.remote_name => {}
-                    _ => s.put_sink_item(CARDDAV, item)?,
-                }
-            }
-            if !s.sink_seeded(CARDDAV)? {
-                s.seed_sink(CARDDAV, &[phonebook_work()])?;
-            }
-            Ok(())
+            s.adopt_and_seed(CARDDAV, &adopted, &[phonebook_work()])
         })
         .await?;
         engine.signal_outbox();
