@@ -187,14 +187,16 @@ pub fn run(sizes: &Sizes, target: &Target) -> anyhow::Result<Results> {
     r.memory.steady_max = r.steady.rss_max;
 
     let burst_first = steady_first + sizes.steady_rate * sizes.steady_seconds + 1_000;
-    let burst =
-        burst::run(&redis, &service, &template, burst_first, sizes.burst).context("burst")?;
-    let last = burst::start_text(burst_first + sizes.burst - 1);
-    r.final_state = (
-        burst::stored_start(&mut client, template.changed_match)?,
-        last,
-    );
-    r.burst = Some(burst);
+    if sizes.burst > 0 {
+        let burst =
+            burst::run(&redis, &service, &template, burst_first, sizes.burst).context("burst")?;
+        let last = burst::start_text(burst_first + sizes.burst - 1);
+        r.final_state = (
+            burst::stored_start(&mut client, template.changed_match)?,
+            last,
+        );
+        r.burst = Some(burst);
+    }
     let peak: Memory = service.memory()?;
     r.memory.burst_peak = peak.hwm;
     std::thread::sleep(sizes.settle);

@@ -28,7 +28,10 @@ struct Cli {
     /// Tiny sizes (checks the tool, measures nothing worth keeping).
     #[arg(long)]
     smoke: bool,
-    /// Messages in the burst (default 20,000).
+    /// Extra cold starts measured before the main one (default 10).
+    #[arg(long)]
+    starts: Option<usize>,
+    /// Messages in the burst (default 20,000; 0 skips the burst).
     #[arg(long)]
     burst: Option<u64>,
     /// Steady messages per second (default 200) and seconds (default 10).
@@ -73,6 +76,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Sizes::full()
     };
     sizes.burst = cli.burst.unwrap_or(sizes.burst);
+    sizes.starts = cli.starts.unwrap_or(sizes.starts);
     sizes.steady_rate = cli.steady_rate.unwrap_or(sizes.steady_rate);
     sizes.steady_seconds = cli.steady_seconds.unwrap_or(sizes.steady_seconds);
     if cli.skip_growth {
