@@ -103,6 +103,8 @@ struct Inner {
     state: HashMap<i64, StoredMatch>,
     /// `data_version` when `state` was last known equal to the file.
     data_version: i64,
+    /// Outbox work was written in the transaction in progress.
+    outbox_written: bool,
 }
 
 /// The single writer of the state.
@@ -134,6 +136,7 @@ impl Engine {
                 store,
                 state,
                 data_version,
+                outbox_written: false,
             }),
             settings,
             generation: AtomicU64::new(1),
@@ -194,7 +197,45 @@ impl Engine {
                 limit: self.settings.max_matches,
             });
         }
-        let mut inner = self.fresh()?;
+        let mut inner = self.lock();
+        // One transaction for everything below, reads included: the checks see the state the
+        // writes are made against, and another writer (the CLI) cannot commit in between. One
+        // transaction instead of four also halves the file-lock system calls of a snapshot
+        // (BENCHMARKS.md, steady lag). A dry run only reads.
+        inner.store.begin(!mode.dry_run)?;
+        let result = self.apply_in_transaction(&mut inner, snapshot, origin, mode, now);
+        let keep = result.is_ok() && !mode.dry_run;
+        let ended = inner.store.end(keep);
+        let outbox_written = std::mem::take(&mut inner.outbox_written);
+        ended?;
+        let applied = result?;
+        if keep && outbox_written {
+            self.outbox_signal.send_modify(|g| *g += 1);
+        }
+        // The mirror follows the file only once the transaction is committed.
+        if keep && !applied.duplicate && applied.held.is_none() {
+            let writes: Vec<&StoredMatch> = applied.plan.writes().collect();
+            if !writes.is_empty() {
+                for next in writes {
+                    inner.state.insert(next.record.match_id, next.clone());
+                }
+                self.generation.fetch_add(1, Ordering::Release);
+            }
+        }
+        Ok(applied)
+    }
+
+    /// [`Engine::apply_with`] inside its transaction: nothing here commits, and the mirror is
+    /// left alone (it is reloaded here only when another connection changed the file).
+    fn apply_in_transaction(
+        &self,
+        inner: &mut Inner,
+        snapshot: &Snapshot,
+        origin: &str,
+        mode: ApplyMode,
+        now: DateTime<Utc>,
+    ) -> Result<Applied, ApplyError> {
+        self.reload_if_changed(inner)?;
         let message_id = snapshot.meta.message_id.clone();
         let mut applied = Applied {
             duplicate: false,
@@ -310,16 +351,8 @@ impl Engine {
             inner
                 .store
                 .commit(&writes, &raw, message_id.as_deref(), &log, &work, &extra)?;
-            inner.data_version = inner.store.data_version()?;
-            if !work.is_empty() {
-                self.outbox_signal.send_modify(|g| *g += 1);
-            }
-            if !writes.is_empty() {
-                for next in plan.writes() {
-                    inner.state.insert(next.record.match_id, next.clone());
-                }
-                self.generation.fetch_add(1, Ordering::Release);
-            }
+            // The sink workers are told once the transaction is committed.
+            inner.outbox_written |= !work.is_empty();
         }
         applied.plan = plan;
         Ok(applied)
@@ -361,13 +394,20 @@ impl Engine {
     /// The lock, with the mirror reloaded when another process (the CLI) wrote to the file.
     fn fresh(&self) -> Result<MutexGuard<'_, Inner>, StoreError> {
         let mut inner = self.lock();
+        self.reload_if_changed(&mut inner)?;
+        Ok(inner)
+    }
+
+    /// Reloads the mirror when another connection (the CLI) committed to the file since it was
+    /// last known equal. The engine's own commits do not change `data_version`.
+    fn reload_if_changed(&self, inner: &mut Inner) -> Result<(), StoreError> {
         let version = inner.store.data_version()?;
         if version != inner.data_version {
             inner.state = inner.store.load_matches()?;
             inner.data_version = version;
             self.generation.fetch_add(1, Ordering::Release);
         }
-        Ok(inner)
+        Ok(())
     }
 
     /// The sink work a plan causes: events that changed, the phonebook, the forwarded list.

@@ -120,27 +120,27 @@ impl Store {
         snapshot: &Snapshot,
         reason: &str,
     ) -> Result<i64, StoreError> {
-        let tx = self.conn.transaction()?;
-        tx.execute(
-            "INSERT INTO held (at, origin, message_id, reason, fingerprint, matches, body)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
-                Utc::now().to_rfc3339(),
-                origin,
-                snapshot.meta.message_id,
-                reason,
-                fingerprint(snapshot),
-                snapshot.matches.len() as i64,
-                body(snapshot)
-            ],
-        )?;
-        let id = tx.last_insert_rowid();
-        tx.execute(
-            "DELETE FROM held WHERE id <= (SELECT MAX(id) FROM held) - ?1",
-            [HELD_KEEP],
-        )?;
-        tx.commit()?;
-        Ok(id)
+        crate::store::in_transaction(&mut self.conn, |tx| {
+            tx.execute(
+                "INSERT INTO held (at, origin, message_id, reason, fingerprint, matches, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    Utc::now().to_rfc3339(),
+                    origin,
+                    snapshot.meta.message_id,
+                    reason,
+                    fingerprint(snapshot),
+                    snapshot.matches.len() as i64,
+                    body(snapshot)
+                ],
+            )?;
+            let id = tx.last_insert_rowid();
+            tx.execute(
+                "DELETE FROM held WHERE id <= (SELECT MAX(id) FROM held) - ?1",
+                [HELD_KEEP],
+            )?;
+            Ok(id)
+        })
     }
 
     /// A pending hold of the same list from another message: the upstream confirmation.

@@ -12,7 +12,7 @@
 //! writes are conditional and unchanged items are skipped.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, OptionalExtension, Transaction};
+use rusqlite::{params, OptionalExtension};
 
 use crate::store::{Store, StoreError};
 
@@ -43,7 +43,7 @@ pub struct SinkItem {
     pub hash: String,
 }
 
-pub(crate) fn enqueue(tx: &Transaction<'_>, work: &[NewWork]) -> Result<(), StoreError> {
+pub(crate) fn enqueue(tx: &rusqlite::Connection, work: &[NewWork]) -> Result<(), StoreError> {
     if work.is_empty() {
         return Ok(());
     }

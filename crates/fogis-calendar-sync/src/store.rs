@@ -20,14 +20,19 @@ use crate::reconcile::{Action, Counts, Presence, StoredMatch};
 
 /// The schema this code writes. Older files are migrated by `init_schema`.
 pub const SCHEMA_VERSION: i64 = 1;
-/// How many processed message ids are remembered for duplicate detection.
+/// How many processed message ids are remembered for duplicate detection (at least; up to
+/// [`PROCESSED_PRUNE_EVERY`] more between prunes).
 pub const PROCESSED_KEEP: i64 = 10_000;
+/// The processed ids are pruned when the newest id is a multiple of this.
+pub const PROCESSED_PRUNE_EVERY: i64 = 64;
 /// How many rejected inputs are kept.
 pub const QUARANTINE_KEEP: i64 = 500;
 /// Largest raw input kept in the quarantine (longer ones are cut).
 pub const QUARANTINE_MAX_BYTES: usize = 256 * 1024;
-/// How many sync log rows are kept.
+/// How many sync log rows are kept (at least; up to [`LOG_PRUNE_EVERY`] more between prunes).
 pub const LOG_KEEP: i64 = 500;
+/// The sync log is pruned when the newest row id is a multiple of this.
+pub const LOG_PRUNE_EVERY: i64 = 64;
 
 /// Errors of the state database: these are fatal for the operation that met them.
 #[derive(Debug, thiserror::Error)]
@@ -267,8 +272,21 @@ impl Store {
         outbox: &[crate::outbox::NewWork],
         extra: &CommitExtra<'_>,
     ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
-        crate::outbox::enqueue(&tx, outbox)?;
+        in_transaction(&mut self.conn, |tx| {
+            Self::write_snapshot(tx, writes, raw, message_id, log, outbox, extra)
+        })
+    }
+
+    fn write_snapshot(
+        tx: &Connection,
+        writes: &[&StoredMatch],
+        raw: &HashMap<i64, &serde_json::Value>,
+        message_id: Option<&str>,
+        log: &LogEntry,
+        outbox: &[crate::outbox::NewWork],
+        extra: &CommitExtra<'_>,
+    ) -> Result<(), StoreError> {
+        crate::outbox::enqueue(tx, outbox)?;
         {
             let mut upsert = tx.prepare_cached(
                 "INSERT INTO matches (match_id, record, hash, presence, sequence, start_utc,
@@ -304,18 +322,23 @@ impl Store {
             }
         }
         if let Some(id) = message_id {
-            tx.prepare_cached(
-                "INSERT OR IGNORE INTO processed_messages (message_id, applied_at) VALUES (?1, ?2)",
-            )?
-            .execute(params![id, log.at.to_rfc3339()])?;
-            tx.prepare_cached(
-                "DELETE FROM processed_messages WHERE seq <= (SELECT MAX(seq) FROM processed_messages) - ?1",
-            )?
-            .execute([PROCESSED_KEEP])?;
+            let inserted = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO processed_messages (message_id, applied_at) VALUES (?1, ?2)",
+                )?
+                .execute(params![id, log.at.to_rfc3339()])?;
+            // Pruned every PROCESSED_PRUNE_EVERY ids, not at each one: deleting the oldest id
+            // dirties two more pages (its table and index leaves) in every commit otherwise.
+            if inserted == 1 && tx.last_insert_rowid() % PROCESSED_PRUNE_EVERY == 0 {
+                tx.prepare_cached(
+                    "DELETE FROM processed_messages WHERE seq <= (SELECT MAX(seq) FROM processed_messages) - ?1",
+                )?
+                .execute([PROCESSED_KEEP])?;
+            }
         }
-        insert_log(&tx, log)?;
+        insert_log(tx, log)?;
         for (key, value) in &extra.meta {
-            set_meta(&tx, key, value)?;
+            set_meta(tx, key, value)?;
         }
         if let Some(state) = extra.resolve_holds {
             tx.prepare_cached(
@@ -323,16 +346,46 @@ impl Store {
             )?
             .execute(params![state, Utc::now().to_rfc3339()])?;
         }
-        tx.commit()?;
+        Ok(())
+    }
+
+    /// Starts the transaction one snapshot is applied in (`write`: `BEGIN IMMEDIATE`, taking
+    /// the write lock now; otherwise a read transaction). The store's writing methods called
+    /// until [`Store::end`] join it instead of committing on their own. A transaction left open
+    /// by a panic in between is rolled back first.
+    pub fn begin(&mut self, write: bool) -> Result<(), StoreError> {
+        if !self.conn.is_autocommit() {
+            self.conn.execute_batch("ROLLBACK")?;
+        }
+        let begin = if write { "BEGIN IMMEDIATE" } else { "BEGIN" };
+        self.conn.prepare_cached(begin)?.execute([])?;
+        Ok(())
+    }
+
+    /// Commits (`commit`) or rolls back the transaction [`Store::begin`] started. A failed
+    /// commit is rolled back and reported.
+    pub fn end(&mut self, commit: bool) -> Result<(), StoreError> {
+        if self.conn.is_autocommit() {
+            return Ok(());
+        }
+        if commit {
+            match self.conn.prepare_cached("COMMIT")?.execute([]) {
+                Ok(_) => return Ok(()),
+                Err(e) => {
+                    if !self.conn.is_autocommit() {
+                        let _ = self.conn.execute_batch("ROLLBACK");
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
+        self.conn.prepare_cached("ROLLBACK")?.execute([])?;
         Ok(())
     }
 
     /// Records a log line outside a snapshot (duplicates, rejections, status messages).
     pub fn log(&mut self, entry: &LogEntry) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
-        insert_log(&tx, entry)?;
-        tx.commit()?;
-        Ok(())
+        in_transaction(&mut self.conn, |tx| insert_log(tx, entry))
     }
 
     /// The newest log lines, newest first.
@@ -438,7 +491,21 @@ fn set_meta(conn: &Connection, key: &str, value: &str) -> Result<(), StoreError>
     Ok(())
 }
 
-fn insert_log(tx: &rusqlite::Transaction<'_>, e: &LogEntry) -> Result<(), StoreError> {
+/// Runs `f` in the transaction [`Store::begin`] opened, or in one of its own when none is open.
+pub(crate) fn in_transaction<T>(
+    conn: &mut Connection,
+    f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    if !conn.is_autocommit() {
+        return f(conn);
+    }
+    let tx = conn.transaction()?;
+    let value = f(&tx)?;
+    tx.commit()?;
+    Ok(value)
+}
+
+fn insert_log(tx: &Connection, e: &LogEntry) -> Result<(), StoreError> {
     let counts = e
         .counts
         .as_ref()
@@ -455,8 +522,11 @@ fn insert_log(tx: &rusqlite::Transaction<'_>, e: &LogEntry) -> Result<(), StoreE
         counts,
         e.detail
     ])?;
-    tx.prepare_cached("DELETE FROM sync_log WHERE id <= (SELECT MAX(id) FROM sync_log) - ?1")?
-        .execute([LOG_KEEP])?;
+    // Pruned every LOG_PRUNE_EVERY rows, like the processed ids: one page less per commit.
+    if tx.last_insert_rowid() % LOG_PRUNE_EVERY == 0 {
+        tx.prepare_cached("DELETE FROM sync_log WHERE id <= (SELECT MAX(id) FROM sync_log) - ?1")?
+            .execute([LOG_KEEP])?;
+    }
     Ok(())
 }
 
@@ -465,3 +535,7 @@ fn parse_time(s: &str) -> Option<DateTime<Utc>> {
         .ok()
         .map(|t| t.with_timezone(&Utc))
 }
+
+#[cfg(test)]
+#[path = "store_tests.rs"]
+mod tests;
