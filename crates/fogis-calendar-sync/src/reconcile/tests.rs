@@ -177,6 +177,29 @@ fn duplicate_ids_in_one_list_keep_the_first() {
 }
 
 #[test]
+fn an_equal_record_keeps_its_stored_hash_and_a_changed_one_is_hashed() {
+    let mut state = HashMap::new();
+    run(&mut state, &snap(vec![m(1, 3), m(2, 4)]));
+    let stored_hash = state[&1].hash.clone();
+    assert_eq!(stored_hash, state[&1].record.content_hash());
+
+    // Unchanged: the plan writes nothing, so the hash it used is the stored one.
+    let p = plan(&state, &snap(vec![m(1, 3), m(2, 4)]), TZ, now());
+    assert_eq!(p.counts().unchanged, 2);
+    assert_eq!(p.writes().count(), 0);
+
+    // Changed: the written record carries the hash of its own content.
+    let mut moved = m(1, 3);
+    moved.kickoff = Kickoff::Utc(now() + Duration::days(5));
+    let p = plan(&state, &snap(vec![moved, m(2, 4)]), TZ, now());
+    assert_eq!(p.counts().updated, 1);
+    let written: Vec<&StoredMatch> = p.writes().collect();
+    assert_eq!(written.len(), 1);
+    assert_ne!(written[0].hash, stored_hash);
+    assert_eq!(written[0].hash, written[0].record.content_hash());
+}
+
+#[test]
 fn uncancel_is_an_update() {
     let mut state = HashMap::new();
     let mut c = m(1, 3);
