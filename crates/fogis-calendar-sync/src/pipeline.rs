@@ -33,7 +33,7 @@ impl CalendarTarget {
 
     async fn apply(&self, update: MatchUpdate) -> HandlerOutcome {
         let channel = update.channel.clone();
-        // "received N matches on <channel>" is logged by the library when it decodes it.
+        // "N matches from <channel>: applied" is logged by the library after this returns.
         let engine = self.engine.clone();
         let origin = format!("redis:{channel}");
         let sent_at = update.snapshot.meta.timestamp;

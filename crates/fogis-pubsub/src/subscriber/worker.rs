@@ -72,7 +72,11 @@ pub(crate) async fn run(
                         continue;
                     };
                     let channel = update.channel.clone();
+                    let n = update.snapshot.matches.len();
                     let outcome = sync(&*target, update).await;
+                    // Logged after the handler, not before: writing a log line is a system
+                    // call on the way to the commit otherwise (BENCHMARKS.md, steady lag).
+                    tracing::info!(seq, "{n} matches from {channel}: {}", label(&outcome));
                     if matches!(outcome, HandlerOutcome::Retry { .. }) {
                         let delay = backoff.next_delay();
                         retry = Some(RetryLater {
@@ -131,10 +135,7 @@ fn resolve(
             coalesced(&mut s, seq);
         }
     }
-    let (seq, update, kept) = chosen?;
-    let n = update.snapshot.matches.len();
-    tracing::info!(seq, "received {n} matches on {}", update.channel);
-    Some((seq, update, kept))
+    chosen
 }
 
 /// The item as a snapshot, decoding a raw one (a raw one that is not a snapshot is recorded as a
@@ -161,6 +162,16 @@ fn decode(shared: &Shared, item: SlotItem) -> Option<(u64, MatchUpdate, SlotItem
                 Accepted::Recorded | Accepted::Rejected => None,
             }
         }
+    }
+}
+
+/// One word for the log line of a handled snapshot.
+fn label(outcome: &HandlerOutcome) -> &'static str {
+    match outcome {
+        HandlerOutcome::Applied { .. } => "applied",
+        HandlerOutcome::Duplicate => "duplicate",
+        HandlerOutcome::Rejected { .. } => "rejected",
+        HandlerOutcome::Retry { .. } => "to be retried",
     }
 }
 
