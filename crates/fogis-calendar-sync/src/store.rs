@@ -262,7 +262,7 @@ impl Store {
     }
 
     /// Writes the changes of one snapshot, marks its message id processed, logs it, and writes
-    /// `extra`, in one transaction.
+    /// `extra`: in the transaction [`Store::begin`] opened, or in one of its own.
     pub fn commit(
         &mut self,
         writes: &[&StoredMatch],
@@ -273,80 +273,69 @@ impl Store {
         extra: &CommitExtra<'_>,
     ) -> Result<(), StoreError> {
         in_transaction(&mut self.conn, |tx| {
-            Self::write_snapshot(tx, writes, raw, message_id, log, outbox, extra)
-        })
-    }
-
-    fn write_snapshot(
-        tx: &Connection,
-        writes: &[&StoredMatch],
-        raw: &HashMap<i64, &serde_json::Value>,
-        message_id: Option<&str>,
-        log: &LogEntry,
-        outbox: &[crate::outbox::NewWork],
-        extra: &CommitExtra<'_>,
-    ) -> Result<(), StoreError> {
-        crate::outbox::enqueue(tx, outbox)?;
-        {
-            let mut upsert = tx.prepare_cached(
-                "INSERT INTO matches (match_id, record, hash, presence, sequence, start_utc,
-                     created_at, changed_at, last_action, raw, last_message_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-                 ON CONFLICT(match_id) DO UPDATE SET record = excluded.record,
-                     hash = excluded.hash, presence = excluded.presence,
-                     sequence = excluded.sequence, start_utc = excluded.start_utc,
-                     changed_at = excluded.changed_at, last_action = excluded.last_action,
-                     raw = COALESCE(excluded.raw, matches.raw),
-                     last_message_id = COALESCE(excluded.last_message_id, matches.last_message_id)",
-            )?;
-            for m in writes {
-                let id = m.record.match_id;
-                let record = serde_json::to_string(&m.record).map_err(|e| StoreError::BadRow {
-                    match_id: id,
-                    reason: e.to_string(),
-                })?;
-                let raw_text = raw.get(&id).filter(|v| !v.is_null()).map(|v| v.to_string());
-                upsert.execute(params![
-                    id,
-                    record,
-                    m.hash,
-                    m.presence.as_str(),
-                    m.sequence,
-                    m.record.start.timestamp(),
-                    m.created_at.to_rfc3339(),
-                    m.changed_at.to_rfc3339(),
-                    m.last_action.as_str(),
-                    raw_text,
-                    message_id,
-                ])?;
+            crate::outbox::enqueue(tx, outbox)?;
+            {
+                let mut upsert = tx.prepare_cached(
+                    "INSERT INTO matches (match_id, record, hash, presence, sequence, start_utc,
+                         created_at, changed_at, last_action, raw, last_message_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                     ON CONFLICT(match_id) DO UPDATE SET record = excluded.record,
+                         hash = excluded.hash, presence = excluded.presence,
+                         sequence = excluded.sequence, start_utc = excluded.start_utc,
+                         changed_at = excluded.changed_at, last_action = excluded.last_action,
+                         raw = COALESCE(excluded.raw, matches.raw),
+                         last_message_id = COALESCE(excluded.last_message_id, matches.last_message_id)",
+                )?;
+                for m in writes {
+                    let id = m.record.match_id;
+                    let record =
+                        serde_json::to_string(&m.record).map_err(|e| StoreError::BadRow {
+                            match_id: id,
+                            reason: e.to_string(),
+                        })?;
+                    let raw_text = raw.get(&id).filter(|v| !v.is_null()).map(|v| v.to_string());
+                    upsert.execute(params![
+                        id,
+                        record,
+                        m.hash,
+                        m.presence.as_str(),
+                        m.sequence,
+                        m.record.start.timestamp(),
+                        m.created_at.to_rfc3339(),
+                        m.changed_at.to_rfc3339(),
+                        m.last_action.as_str(),
+                        raw_text,
+                        message_id,
+                    ])?;
+                }
             }
-        }
-        if let Some(id) = message_id {
-            let inserted = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO processed_messages (message_id, applied_at) VALUES (?1, ?2)",
-                )?
-                .execute(params![id, log.at.to_rfc3339()])?;
-            // Pruned every PROCESSED_PRUNE_EVERY ids, not at each one: deleting the oldest id
-            // dirties two more pages (its table and index leaves) in every commit otherwise.
-            if inserted == 1 && tx.last_insert_rowid() % PROCESSED_PRUNE_EVERY == 0 {
+            if let Some(id) = message_id {
+                let inserted = tx
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO processed_messages (message_id, applied_at) VALUES (?1, ?2)",
+                    )?
+                    .execute(params![id, log.at.to_rfc3339()])?;
+                // Pruned every PROCESSED_PRUNE_EVERY ids, not at each one: deleting the oldest id
+                // dirties two more pages (its table and index leaves) in every commit otherwise.
+                if inserted == 1 && tx.last_insert_rowid() % PROCESSED_PRUNE_EVERY == 0 {
+                    tx.prepare_cached(
+                        "DELETE FROM processed_messages WHERE seq <= (SELECT MAX(seq) FROM processed_messages) - ?1",
+                    )?
+                    .execute([PROCESSED_KEEP])?;
+                }
+            }
+            insert_log(tx, log)?;
+            for (key, value) in &extra.meta {
+                set_meta(tx, key, value)?;
+            }
+            if let Some(state) = extra.resolve_holds {
                 tx.prepare_cached(
-                    "DELETE FROM processed_messages WHERE seq <= (SELECT MAX(seq) FROM processed_messages) - ?1",
+                    "UPDATE held SET state = ?1, resolved_at = ?2 WHERE state = 'pending'",
                 )?
-                .execute([PROCESSED_KEEP])?;
+                .execute(params![state, Utc::now().to_rfc3339()])?;
             }
-        }
-        insert_log(tx, log)?;
-        for (key, value) in &extra.meta {
-            set_meta(tx, key, value)?;
-        }
-        if let Some(state) = extra.resolve_holds {
-            tx.prepare_cached(
-                "UPDATE held SET state = ?1, resolved_at = ?2 WHERE state = 'pending'",
-            )?
-            .execute(params![state, Utc::now().to_rfc3339()])?;
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Starts the transaction one snapshot is applied in (`write`: `BEGIN IMMEDIATE`, taking

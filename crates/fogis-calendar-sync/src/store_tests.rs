@@ -60,7 +60,10 @@ fn processed_ids_and_the_log_stay_bounded_when_pruned_in_batches() {
         "{lines} log lines kept"
     );
     let newest = store.recent_log(1).unwrap();
-    assert_eq!(newest[0].message_id.as_deref(), Some(format!("m{total}").as_str()));
+    assert_eq!(
+        newest[0].message_id.as_deref(),
+        Some(format!("m{total}").as_str())
+    );
 }
 
 #[test]
