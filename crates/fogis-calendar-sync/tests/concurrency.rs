@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use fogis_pubsub::{Publisher, RedisUrl};
@@ -41,11 +41,10 @@ async fn http_and_redis_at_once_never_mix_two_lists() {
     let redis = RedisServer::start();
     let url = redis.url();
     let svc = Service::start_with(|o| o.redis = redis_opts(Some(&url))).await;
-    let start = Instant::now();
-    while svc.get_json("/redis-status").await["redis_status"]["connected"] != true {
-        assert!(start.elapsed() < Duration::from_secs(10));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    svc.wait_json("/redis-status", "connected", Duration::from_secs(10), |s| {
+        s["redis_status"]["connected"] == true
+    })
+    .await;
     let mut tasks = Vec::new();
     for i in 0..40i64 {
         let http = svc.http.clone();
@@ -68,24 +67,24 @@ async fn http_and_redis_at_once_never_mix_two_lists() {
         t.await.unwrap();
     }
     // Let the Redis side drain, then check the state is one whole list.
-    let start = Instant::now();
-    loop {
-        let s = svc.get_json("/redis-stats").await;
-        let handled = [
-            "messages_applied",
-            "messages_duplicate",
-            "messages_coalesced",
-            "messages_rejected",
-        ]
-        .iter()
-        .map(|k| s[k].as_u64().unwrap_or(0))
-        .sum::<u64>();
-        if handled == 40 {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(10), "{s}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    svc.wait_json(
+        "/redis-stats",
+        "all 40 handled",
+        Duration::from_secs(10),
+        |s| {
+            let handled = [
+                "messages_applied",
+                "messages_duplicate",
+                "messages_coalesced",
+                "messages_rejected",
+            ]
+            .iter()
+            .map(|k| s[k].as_u64().unwrap_or(0))
+            .sum::<u64>();
+            handled == 40
+        },
+    )
+    .await;
     let before = svc.get_json("/matches").await;
     assert!(which(&before).is_some(), "a mixture of lists: {before}");
     // The in-memory view is the file's: a restart shows the same.

@@ -43,17 +43,20 @@ async fn start(dir: &std::path::Path, port: u16) -> Proc {
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
     let http = reqwest::Client::new();
-    loop {
-        if let Ok(r) = http.get(format!("{base}/health")).send().await {
-            if r.status().is_success() {
-                break;
+    common::eventually(
+        "healthy",
+        Duration::from_secs(20),
+        Duration::from_millis(20),
+        || async {
+            match http.get(format!("{base}/health")).send().await {
+                Ok(r) if r.status().is_success() => Ok(()),
+                Ok(r) => Err(r.status().to_string()),
+                Err(e) => Err(e.to_string()),
             }
-        }
-        assert!(Instant::now() < deadline, "service did not become healthy");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        },
+    )
+    .await;
     Proc { child, base }
 }
 

@@ -69,22 +69,20 @@ async fn get(url: &str) -> Option<Value> {
 /// Waits until the service's list number is `want`; returns how long it took.
 async fn wait_for_list(base: &str, want: i64, limit: Duration) -> Duration {
     let start = Instant::now();
-    loop {
-        if let Some(m) = get(&format!("{base}/matches")).await {
-            if list_number(&m) == Some(want) {
-                return start.elapsed();
-            }
+    let what = format!("at list {want}");
+    common::eventually(&what, limit, Duration::from_millis(10), || async {
+        let at = get(&format!("{base}/matches"))
+            .await
+            .as_ref()
+            .and_then(list_number);
+        if at == Some(want) {
+            Ok(())
+        } else {
+            Err(format!("list {at:?}"))
         }
-        assert!(
-            start.elapsed() < limit,
-            "not at list {want} within {limit:?}: {:?}",
-            get(&format!("{base}/matches"))
-                .await
-                .as_ref()
-                .and_then(list_number)
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    })
+    .await;
+    start.elapsed()
 }
 
 fn cli_publish(redis: &RedisServer, i: i64, stream: bool) {
@@ -150,11 +148,10 @@ async fn an_older_list_arriving_late_never_wins() {
     let redis = RedisServer::start();
     let url = redis.url();
     let svc = Service::start_with(|o| o.redis = redis_opts(Some(&url))).await;
-    let start = Instant::now();
-    while svc.get_json("/redis-status").await["redis_status"]["connected"] != true {
-        assert!(start.elapsed() < Duration::from_secs(10), "never connected");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    svc.wait_json("/redis-status", "connected", Duration::from_secs(10), |s| {
+        s["redis_status"]["connected"] == true
+    })
+    .await;
     let p = Publisher::new(RedisUrl::new(redis.url()).unwrap());
     let plain = PublishTargets {
         channel: "fogis:matches:updates".into(),
@@ -171,15 +168,13 @@ async fn an_older_list_arriving_late_never_wins() {
     p.publish_snapshot(&serde_json::to_vec(&list(7)).unwrap(), &plain)
         .await
         .unwrap();
-    let start = Instant::now();
-    loop {
-        let s = svc.get_json("/redis-stats").await;
-        if s["messages_duplicate"] == 2 {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(5), "{s}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    svc.wait_json(
+        "/redis-stats",
+        "two duplicates",
+        Duration::from_secs(5),
+        |s| s["messages_duplicate"] == 2,
+    )
+    .await;
     assert_eq!(list_number(&svc.get_json("/matches").await), Some(7));
 }
 

@@ -44,15 +44,26 @@ async fn oversized_messages_are_rejected_or_cut_by_redis_and_memory_stays_bounde
         let url = format!("{base}{path}");
         async move { reqwest::get(url).await.ok()?.json::<Value>().await.ok() }
     };
-    let start = Instant::now();
-    while get("/redis-status")
-        .await
-        .map(|s| s["redis_status"]["connected"] == true)
-        != Some(true)
-    {
-        assert!(start.elapsed() < Duration::from_secs(20), "never connected");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // GETs `path` until `pred` holds on its answer (a failed request counts as `null`).
+    let wait = |path: &'static str, what: &'static str, secs: u64, pred: fn(&Value) -> bool| {
+        common::eventually(
+            what,
+            Duration::from_secs(secs),
+            Duration::from_millis(20),
+            move || async move {
+                let v = get(path).await.unwrap_or(Value::Null);
+                if pred(&v) {
+                    Ok(v)
+                } else {
+                    Err(v.to_string())
+                }
+            },
+        )
+    };
+    wait("/redis-status", "connected", 20, |s| {
+        s["redis_status"]["connected"] == true
+    })
+    .await;
     let p =
         Publisher::new(RedisUrl::new(redis.url()).unwrap()).with_timeout(Duration::from_secs(60));
     p.publish(
@@ -61,42 +72,25 @@ async fn oversized_messages_are_rejected_or_cut_by_redis_and_memory_stays_bounde
     )
     .await
     .unwrap();
-    let start = Instant::now();
-    while get("/matches").await.map(|m| m["count"] == 3) != Some(true) {
-        assert!(start.elapsed() < Duration::from_secs(10));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait("/matches", "3 matches", 10, |m| m["count"] == 3).await;
     let rss_before = status_kb(pid, "VmRSS:");
 
     let big = vec![b'['; 10 * 1024 * 1024];
     p.publish("fogis:matches:updates", &big).await.unwrap();
     drop(big);
-    let start = Instant::now();
-    loop {
-        let s = get("/redis-stats").await.unwrap_or(Value::Null);
-        if s["messages_rejected"] == 1 {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "not rejected: {s}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait("/redis-stats", "rejected", 30, |s| {
+        s["messages_rejected"] == 1
+    })
+    .await;
     let huge = vec![b'['; 100 * 1024 * 1024];
     p.publish("fogis:matches:updates", &huge).await.unwrap();
     drop(huge);
     // Redis cut the subscriber (output buffer over its hard limit); it is back, and a normal
     // list applies again.
-    let start = Instant::now();
-    loop {
-        let s = get("/redis-stats").await.unwrap_or(Value::Null);
-        if s["reconnect_count"] == 1 && s["connected"] == true {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(30), "not back: {s}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait("/redis-stats", "back", 30, |s| {
+        s["reconnect_count"] == 1 && s["connected"] == true
+    })
+    .await;
     assert!(
         redis
             .log()

@@ -36,18 +36,17 @@ async fn until(
     pred: impl Fn(&Value, &Value) -> bool,
 ) -> Duration {
     let start = Instant::now();
-    loop {
+    common::eventually(what, limit, Duration::from_millis(50), || async {
         let status = svc.get_json("/redis-status").await;
         let matches = svc.get_json("/matches").await;
         if pred(&status, &matches) {
-            return start.elapsed();
+            Ok(())
+        } else {
+            Err(status.to_string())
         }
-        assert!(
-            start.elapsed() < limit,
-            "not {what} within {limit:?}: {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
+    start.elapsed()
 }
 
 /// Publishes list `i` the way `publish` does: latest key, stream entry, channel.

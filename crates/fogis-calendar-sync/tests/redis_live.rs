@@ -20,7 +20,7 @@ async fn start_with_redis(redis: &RedisServer) -> Service {
     svc
 }
 
-/// Polls `/redis-status` until `pred` holds or the deadline passes.
+/// Polls `/redis-status` until `pred` holds; returns how long that took.
 async fn wait_for(
     svc: &Service,
     what: &str,
@@ -28,29 +28,17 @@ async fn wait_for(
     pred: impl Fn(&Value) -> bool,
 ) -> Duration {
     let start = Instant::now();
-    loop {
-        let s = svc.get_json("/redis-status").await;
-        if pred(&s) {
-            return start.elapsed();
-        }
-        assert!(start.elapsed() < limit, "not {what} within {limit:?}: {s}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    svc.wait_json("/redis-status", what, limit, pred).await;
+    start.elapsed()
 }
 
+/// Polls `/matches` until it counts `n`; returns how long that took.
 async fn wait_matches(svc: &Service, n: u64, limit: Duration) -> Duration {
     let start = Instant::now();
-    loop {
-        let m = svc.get_json("/matches").await;
-        if m["count"] == n {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < limit,
-            "not {n} matches within {limit:?}: {m}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let what = format!("{n} matches");
+    svc.wait_json("/matches", &what, limit, |m| m["count"] == n)
+        .await;
+    start.elapsed()
 }
 
 fn publisher(redis: &RedisServer) -> Publisher {
@@ -139,18 +127,13 @@ async fn a_published_update_reaches_the_feed_and_other_forms_change_nothing() {
 
 /// Polls `/redis-stats` until `pred` holds (5 s).
 async fn wait_until_stats(svc: &Service, pred: impl Fn(&Value) -> bool) -> Value {
-    let start = Instant::now();
-    loop {
-        let s = svc.get_json("/redis-stats").await;
-        if pred(&s) {
-            return s;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "stats never matched: {s}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    svc.wait_json(
+        "/redis-stats",
+        "the expected stats",
+        Duration::from_secs(5),
+        pred,
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -253,24 +236,18 @@ async fn a_burst_of_production_size_messages_ends_in_the_last_snapshot() {
             .unwrap();
     }
     let last_start = chrono::DateTime::from_timestamp_millis(base_ms + (n - 1) * 60_000).unwrap();
-    let start = Instant::now();
-    loop {
-        let m = svc.get_json("/matches").await;
-        let got = m["matches"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|x| x["match_id"] == 6186203)
-            .map(|x| x["start"].clone());
-        if got == Some(json!(last_start)) {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "never reached the last snapshot: {got:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    svc.wait_json(
+        "/matches",
+        "the last snapshot",
+        Duration::from_secs(30),
+        |m| {
+            m["matches"]
+                .as_array()
+                .and_then(|all| all.iter().find(|x| x["match_id"] == 6186203))
+                .is_some_and(|x| x["start"] == json!(last_start))
+        },
+    )
+    .await;
     let s = svc.get_json("/redis-stats").await;
     assert_eq!(s["reconnect_count"], 0, "Redis dropped the subscriber: {s}");
     assert_eq!(s["messages_received"], n, "{s}");

@@ -8,7 +8,7 @@ mod radicale;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use fogis_calendar_sync::sinks::dav::{DavClient, Precondition};
@@ -41,23 +41,17 @@ async fn start_with_radicale(dir: tempfile::TempDir, r: &Radicale) -> Service {
 
 /// Waits until every sink has nothing pending and no error since its last success.
 async fn wait_sinks_idle(svc: &Service, limit: Duration) -> Value {
-    let start = Instant::now();
-    loop {
-        let s = svc.get_json("/sinks").await;
-        let sinks = s["sinks"].as_array().unwrap();
-        let idle = !sinks.is_empty()
-            && sinks.iter().all(|x| {
-                x["pending"] == 0 && x["last_success"].is_string() && x["paused_until"].is_null()
-            });
-        if idle {
-            return s;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "sinks not idle within {limit:?}: {s}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    svc.wait_json("/sinks", "sinks idle", limit, |s| {
+        s["sinks"].as_array().is_some_and(|sinks| {
+            !sinks.is_empty()
+                && sinks.iter().all(|x| {
+                    x["pending"] == 0
+                        && x["last_success"].is_string()
+                        && x["paused_until"].is_null()
+                })
+        })
+    })
+    .await
 }
 
 /// UID -> (DTSTART line, STATUS line) of every event in the remote calendar.
@@ -220,22 +214,20 @@ async fn radicale_away_then_back_converges_with_no_duplicate_even_across_a_resta
         );
     }
     // The work waits, and the status says why.
-    let start = Instant::now();
-    loop {
-        let s = svc.get_json("/sinks").await;
-        let cal_sink = s["sinks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|x| x["name"] == "caldav")
-            .unwrap()
-            .clone();
-        if cal_sink["pending"].as_u64().unwrap() > 0 && cal_sink["last_error"].is_string() {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(10), "{s}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    svc.wait_json(
+        "/sinks",
+        "CalDAV work waiting with its error",
+        Duration::from_secs(10),
+        |s| {
+            let cal_sink = s["sinks"]
+                .as_array()
+                .and_then(|all| all.iter().find(|x| x["name"] == "caldav"));
+            cal_sink.is_some_and(|c| {
+                c["pending"].as_u64().is_some_and(|n| n > 0) && c["last_error"].is_string()
+            })
+        },
+    )
+    .await;
     let health = svc.get_json("/health").await;
     assert!(
         health["sinks"]
@@ -330,18 +322,20 @@ async fn the_forward_sink_retries_until_the_target_takes_the_list() {
         .post("/sync", fixture("processor_match_updates.json"))
         .await;
     assert_eq!(status, 200);
-    let start = Instant::now();
-    loop {
-        if log.lock().unwrap().iter().any(|(s, _, _)| *s == 200) {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "never delivered: {:?}",
-            log.lock().unwrap().len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        "delivered",
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        || async {
+            let log = log.lock().unwrap();
+            if log.iter().any(|(s, _, _)| *s == 200) {
+                Ok(())
+            } else {
+                Err(format!("{} attempts, none answered 200", log.len()))
+            }
+        },
+    )
+    .await;
     let entries = log.lock().unwrap().clone();
     assert_eq!(
         entries.len(),
@@ -379,15 +373,13 @@ async fn refused_credentials_are_reported_and_never_retried_in_a_hot_loop() {
     let svc = Service::start_with(|o| o.sinks.caldav_url = Some(url)).await;
     svc.post("/sync", fixture("processor_match_updates.json"))
         .await;
-    let start = Instant::now();
-    loop {
-        let h = svc.get_json("/health").await;
-        if h["sinks"][0]["state"] == "credentials refused: fix the sink's username/password" {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(10), "{h}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    svc.wait_json(
+        "/health",
+        "refused credentials reported",
+        Duration::from_secs(10),
+        |h| h["sinks"][0]["state"] == "credentials refused: fix the sink's username/password",
+    )
+    .await;
     let before = *hits.lock().unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(

@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{fixture, future_snapshot, redis_opts, secret, Service};
+use common::{eventually, fixture, future_snapshot, redis_opts, secret, Service};
 use serde_json::{json, Value};
 use test_support::RedisServer;
 
@@ -259,31 +259,26 @@ async fn a_headless_browser_renders_the_page() {
     // One list over Redis too, so that the page shows a live subscription at work.
     let publisher = fogis_pubsub::Publisher::new(fogis_pubsub::RedisUrl::new(url).unwrap());
     let list = serde_json::to_vec(&changed_list("future-2-over-redis")).unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        // Publishing until someone receives it also waits for the subscription.
-        if publisher
-            .publish("fogis:matches:updates", &list)
-            .await
-            .unwrap_or(0)
-            > 0
-        {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "never subscribed");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    loop {
-        let stats = svc.get_json("/redis-status").await;
-        if stats["stats"]["messages_applied"] == 1 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not applied: {stats}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // Publishing until someone receives it also waits for the subscription.
+    eventually(
+        "subscribed",
+        Duration::from_secs(15),
+        Duration::from_millis(100),
+        || async {
+            match publisher.publish("fogis:matches:updates", &list).await {
+                Ok(n) if n > 0 => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    svc.wait_json(
+        "/redis-status",
+        "applied",
+        Duration::from_secs(15),
+        |stats| stats["stats"]["messages_applied"] == 1,
+    )
+    .await;
     let page_url = svc.url("/");
 
     let dir = tempfile::tempdir().unwrap();

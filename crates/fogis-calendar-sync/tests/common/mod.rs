@@ -2,12 +2,35 @@
 //! and an iCalendar reader built on a real parser.
 #![allow(dead_code, clippy::unwrap_used)]
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use fogis_calendar_sync::config::{LogFormat, RedisOpts, Secret, ServeOpts, SinkOpts, StateOpts};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
+
+/// Polls `probe` every `every` until it answers `Ok`, and returns that answer. After `limit` it
+/// fails the test with `what` and the last `Err` (what the probe saw instead). The one polling
+/// loop of the integration tests.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, every: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let start = Instant::now();
+    loop {
+        match probe().await {
+            Ok(v) => return v,
+            Err(seen) => assert!(
+                start.elapsed() < limit,
+                "not {what} within {limit:?}; last seen: {seen}"
+            ),
+        }
+        tokio::time::sleep(every).await;
+    }
+}
 
 pub fn fixture_path(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -152,6 +175,26 @@ impl Service {
             .json()
             .await
             .unwrap()
+    }
+
+    /// GETs `path` every 20 ms until `pred` holds on its JSON answer, and returns that answer
+    /// (see [`eventually`]).
+    pub async fn wait_json(
+        &self,
+        path: &str,
+        what: &str,
+        limit: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        eventually(what, limit, Duration::from_millis(20), || async {
+            let v = self.get_json(path).await;
+            if pred(&v) {
+                Ok(v)
+            } else {
+                Err(v.to_string())
+            }
+        })
+        .await
     }
 
     pub async fn feed(&self) -> String {
