@@ -41,10 +41,7 @@ async fn http_and_redis_at_once_never_mix_two_lists() {
     let redis = RedisServer::start();
     let url = redis.url();
     let svc = Service::start_with(|o| o.redis = redis_opts(Some(&url))).await;
-    svc.wait_json("/redis-status", "connected", Duration::from_secs(10), |s| {
-        s["redis_status"]["connected"] == true
-    })
-    .await;
+    svc.wait_redis_connected(Duration::from_secs(10)).await;
     let mut tasks = Vec::new();
     for i in 0..40i64 {
         let http = svc.http.clone();

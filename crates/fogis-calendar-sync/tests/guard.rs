@@ -40,15 +40,7 @@ async fn an_empty_list_is_held_until_an_operator_confirms_it() {
         health["attention"][0].as_str().unwrap().contains("held"),
         "{health}"
     );
-    let metrics = svc
-        .http
-        .get(svc.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = svc.get_text("/metrics").await;
     assert!(metrics.contains("fogis_held_snapshots 1"));
 
     let held = svc.get_json("/held").await;

@@ -148,10 +148,7 @@ async fn an_older_list_arriving_late_never_wins() {
     let redis = RedisServer::start();
     let url = redis.url();
     let svc = Service::start_with(|o| o.redis = redis_opts(Some(&url))).await;
-    svc.wait_json("/redis-status", "connected", Duration::from_secs(10), |s| {
-        s["redis_status"]["connected"] == true
-    })
-    .await;
+    svc.wait_redis_connected(Duration::from_secs(10)).await;
     let p = Publisher::new(RedisUrl::new(redis.url()).unwrap());
     let plain = PublishTargets {
         channel: "fogis:matches:updates".into(),

@@ -99,15 +99,7 @@ async fn a_published_update_reaches_the_feed_and_other_forms_change_nothing() {
     .await;
     assert_eq!(stats["messages_rejected"], 0, "{stats}");
     assert_eq!(svc.get_json("/matches").await, before, "nothing changed");
-    let metrics = svc
-        .http
-        .get(svc.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = svc.get_text("/metrics").await;
     let applied: u64 = metrics
         .lines()
         .filter(|l| l.starts_with("fogis_messages_total{") && l.contains("outcome=\"applied\""))

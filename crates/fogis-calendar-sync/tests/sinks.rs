@@ -180,15 +180,7 @@ async fn calendar_and_address_book_follow_the_snapshots() {
     assert!(carl.contains("FN:Carl Carlsson"), "{carl}");
 
     // The same cards at /contacts.vcf.
-    let vcf = svc
-        .http
-        .get(svc.url("/contacts.vcf"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let vcf = svc.get_text("/contacts.vcf").await;
     assert_eq!(vcf.matches("BEGIN:VCARD").count(), 3);
 }
 

@@ -167,14 +167,28 @@ impl Service {
     }
 
     pub async fn get_json(&self, path: &str) -> Value {
+        let text = self.get_text(path).await;
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}"))
+    }
+
+    /// The body of a GET of `path` as text (`/metrics`, `/contacts.vcf`, ...).
+    pub async fn get_text(&self, path: &str) -> String {
         self.http
             .get(self.url(path))
             .send()
             .await
             .unwrap()
-            .json()
+            .text()
             .await
             .unwrap()
+    }
+
+    /// Waits until `/redis-status` says connected.
+    pub async fn wait_redis_connected(&self, limit: Duration) -> Value {
+        self.wait_json("/redis-status", "connected to Redis", limit, |s| {
+            s["redis_status"]["connected"] == true
+        })
+        .await
     }
 
     /// GETs `path` every 20 ms until `pred` holds on its JSON answer, and returns that answer
