@@ -69,10 +69,7 @@ pub(crate) fn enqueue(tx: &rusqlite::Connection, work: &[NewWork]) -> Result<(),
 impl Store {
     /// Enqueues work outside a snapshot (a sink seeding itself, a periodic refresh).
     pub fn enqueue(&mut self, work: &[NewWork]) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
-        enqueue(&tx, work)?;
-        tx.commit()?;
-        Ok(())
+        crate::store::in_transaction(&mut self.conn, |tx| enqueue(tx, work))
     }
 
     /// Rows of `sink` that are due at `now`, oldest first.

@@ -647,7 +647,7 @@ fn local_kickoff(o: &Obj<'_>, date_key: &str, time_key: &str) -> Result<Kickoff,
         (Some(d), Some(t)) => {
             let date = NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d")
                 .map_err(|_| FieldError::new(date_key, "expected a date YYYY-MM-DD"))?;
-            if !(2000..2100).contains(&date.year()) {
+            if !PLAUSIBLE_YEARS.contains(&date.year()) {
                 return Err(FieldError::new(
                     date_key,
                     "not a plausible match date (2000 to 2099)",
@@ -666,9 +666,8 @@ fn local_kickoff(o: &Obj<'_>, date_key: &str, time_key: &str) -> Result<Kickoff,
 }
 
 /// FOGIS matches are played between 2000 and 2099; a kick-off outside is garbage (and would make
-/// a calendar describe a century of time-zone rules).
-const PLAUSIBLE_FROM_MS: i64 = 946_684_800_000; // 2000-01-01T00:00:00Z
-const PLAUSIBLE_TO_MS: i64 = 4_102_444_800_000; // 2100-01-01T00:00:00Z
+/// a calendar describe a century of time-zone rules). The one rule for both ways of giving one.
+const PLAUSIBLE_YEARS: std::ops::Range<i32> = 2000..2100;
 
 /// Parses FOGIS' `/Date(1746543600000)/` (epoch milliseconds, UTC; an optional `+0200` style
 /// suffix is informational only and ignored).
@@ -687,14 +686,10 @@ pub fn parse_tid(s: &str) -> Result<DateTime<Utc>, String> {
     let ms: i64 = inner[..digits_end]
         .parse()
         .map_err(|_| "expected /Date(milliseconds)/".to_string())?;
-    if !(PLAUSIBLE_FROM_MS..PLAUSIBLE_TO_MS).contains(&ms) {
-        return Err(format!(
-            "{ms} ms is not a plausible match time (2000 to 2099)"
-        ));
-    }
     Utc.timestamp_millis_opt(ms)
         .single()
-        .ok_or_else(|| "not a valid instant".to_string())
+        .filter(|t| PLAUSIBLE_YEARS.contains(&t.year()))
+        .ok_or_else(|| format!("{ms} ms is not a plausible match time (2000 to 2099)"))
 }
 
 /// Parses an envelope timestamp: RFC 3339, or the older form without zone (taken as UTC) and with
