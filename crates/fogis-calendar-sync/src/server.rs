@@ -31,6 +31,8 @@ pub struct AppState {
     pub feed_token: Option<Secret>,
     pub max_body_bytes: usize,
     pub started: Instant,
+    /// The rate of the body-less `POST /sync` trigger (see [`crate::trigger`]).
+    pub triggers: Arc<crate::trigger::RateLimit>,
 }
 
 /// Errors a request can end in. The only place they become HTTP answers is `into_response`.
@@ -44,6 +46,8 @@ pub enum ApiError {
     Unauthorized,
     #[error("{0}")]
     NotFound(String),
+    #[error("too many requests: try again in {} s", .0.as_secs().max(1))]
+    TooManyRequests(std::time::Duration),
     #[error("internal error")]
     Internal(String),
 }
@@ -55,6 +59,7 @@ impl IntoResponse for ApiError {
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(detail) => {
                 // Internals are logged, never sent.
                 tracing::error!(error = %detail, "request failed");
@@ -69,6 +74,12 @@ impl IntoResponse for ApiError {
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let ApiError::TooManyRequests(wait) = &self {
+            resp.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(wait.as_secs().max(1)),
+            );
         }
         resp
     }
@@ -284,6 +295,9 @@ async fn sync(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    if body.as_ref().is_ok_and(|b| crate::trigger::is_trigger(b)) {
+        return sync_trigger(&state);
+    }
     require_api_token(&state, &headers)?;
     let engine = state.engine.clone();
     let body = match body {
@@ -326,6 +340,23 @@ async fn sync(
         ))),
         Err(crate::IngestError::Fatal(e)) => Err(ApiError::Internal(e)),
     }
+}
+
+/// The old processors' "sync now" (no match list): answered as the deployed service's old
+/// `/sync` did, changing nothing. Its body is never read further nor logged.
+fn sync_trigger(state: &AppState) -> Result<Response, ApiError> {
+    if let Err(wait) = state.triggers.take() {
+        state.metrics.count_message("http", "trigger_limited");
+        return Err(ApiError::TooManyRequests(wait));
+    }
+    state.metrics.count_message("http", "trigger");
+    tracing::info!("sync trigger received (POST /sync without a match list): nothing to apply");
+    Ok(Json(json!({
+        "success": true,
+        "status": "success",
+        "message": "no match list in the request: nothing to apply; the calendar follows every list the match-list-processor publishes (Redis) or posts (POST /sync with the list)",
+    }))
+    .into_response())
 }
 
 /// The `/sync` answer: a superset of the deployed service's `{"success": true}`.
