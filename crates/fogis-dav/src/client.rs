@@ -548,7 +548,11 @@ pub(crate) fn collection_of(url: Url, r: &xml::Response) -> Collection {
     let mut vcard_versions: Vec<VcardVersion> = r
         .prop(CARDDAV, "supported-address-data")
         .map(|set| {
-            set.children_named(CARDDAV, "address-data-type")
+            // RFC 6352 names the element `address-data-type`; Xandikos 0.4 writes
+            // `content-type`. Either carries the two attributes that matter.
+            set.children
+                .iter()
+                .filter(|t| t.ns == CARDDAV)
                 .filter(|t| {
                     t.attr("content-type")
                         .is_none_or(|c| c.eq_ignore_ascii_case("text/vcard"))
@@ -650,6 +654,15 @@ mod tests {
 
     #[test]
     fn vcard_version_prefers_4_and_defaults_to_3() {
+        let xandikos = concat!(
+            r#"<ns0:multistatus xmlns:ns0="DAV:" xmlns:ns1="urn:ietf:params:xml:ns:carddav"><ns0:response>"#,
+            r#"<ns0:href>/ab/</ns0:href><ns0:propstat><ns0:prop><ns1:supported-address-data>"#,
+            r#"<ns1:content-type content-type="text/vcard" version="4.0" /></ns1:supported-address-data>"#,
+            r#"</ns0:prop></ns0:propstat></ns0:response></ns0:multistatus>"#
+        );
+        let rs = xml::parse_multistatus(xandikos.as_bytes()).unwrap();
+        let c = collection_of(Url::parse("http://h/ab/").unwrap(), &rs[0]);
+        assert_eq!(c.vcard_versions, vec![VcardVersion::V4]);
         let xml = concat!(
             r#"<d:multistatus xmlns:d="DAV:" xmlns:r="urn:ietf:params:xml:ns:carddav"><d:response>"#,
             r#"<d:href>/ab/</d:href><d:propstat><d:prop><d:resourcetype><d:collection/><r:addressbook/>"#,
