@@ -106,17 +106,32 @@ impl Auth {
             .iter()
             .filter_map(|v| v.to_str().ok())
             .collect();
+        if values.is_empty() {
+            return Err(match sent {
+                // Answered, and refused without a new challenge: the credentials.
+                Some(scheme) => DavError::CredentialsRefused { scheme },
+                None => DavError::ChallengeMissing,
+            });
+        }
         let mut builder = PasswordClient::builder();
         for value in &values {
             builder = builder.challenges(value);
         }
+        let offered = offered_schemes(&values);
         let mut client = match builder.build() {
             Ok(client) => client,
-            Err(_) => {
-                return Err(DavError::AuthSchemeUnsupported {
-                    offered: offered_schemes(&values),
-                })
+            // `Basic` without the realm RFC 7617 requires: the realm only labels the prompt.
+            Err(_) if scheme_offered(&offered, "Basic") => {
+                PasswordClient::try_from(r#"Basic realm="""#)
+                    .map_err(|e| DavError::Protocol(format!("Basic challenge: {e}")))?
             }
+            Err(e) if scheme_offered(&offered, "Digest") => {
+                return Err(DavError::Protocol(format!(
+                    "cannot read the server's Digest challenge: {}",
+                    crate::error::excerpt(&e)
+                )))
+            }
+            Err(_) => return Err(DavError::AuthSchemeUnsupported { offered }),
         };
         let (name, stale) = match &client {
             PasswordClient::Digest(d) => ("Digest", d.stale()),
@@ -148,6 +163,12 @@ fn params<'a>(c: &'a Credentials, method: &'a str, uri: &'a str) -> PasswordPara
         method,
         body: None,
     }
+}
+
+fn scheme_offered(offered: &str, scheme: &str) -> bool {
+    offered
+        .split(", ")
+        .any(|name| name.eq_ignore_ascii_case(scheme))
 }
 
 /// The scheme names of the challenges, for the error message (`Bearer, NTLM`).
@@ -224,6 +245,22 @@ mod tests {
             DavError::AuthSchemeUnsupported {
                 offered: "Bearer, NTLM".into()
             }
+        );
+        // A Basic challenge without a realm is still answered.
+        let bare = challenge(&["Basic"]);
+        assert!(auth.on_unauthorized(&bare, None, "GET", "/").is_ok());
+        assert_eq!(auth.scheme_name(), Some("Basic"));
+        let err = auth.on_unauthorized(&bare, Some("Basic"), "GET", "/");
+        assert_eq!(
+            err.err(),
+            Some(DavError::CredentialsRefused { scheme: "Basic" })
+        );
+        let err = auth.on_unauthorized(&HeaderMap::new(), None, "GET", "/");
+        assert_eq!(err.err(), Some(DavError::ChallengeMissing));
+        let err = auth.on_unauthorized(&HeaderMap::new(), Some("Basic"), "GET", "/");
+        assert_eq!(
+            err.err(),
+            Some(DavError::CredentialsRefused { scheme: "Basic" })
         );
         let none = Auth::new(None, false);
         let err = none.on_unauthorized(&h, None, "GET", "/").err().unwrap();

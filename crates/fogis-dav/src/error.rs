@@ -26,8 +26,11 @@ pub enum DavError {
     /// 401 offering only schemes this client cannot answer (not the password's fault).
     #[error("the server asks for {offered} authentication, which this client does not support (it speaks Basic and Digest); the password was not tried")]
     AuthSchemeUnsupported { offered: String },
+    /// 401 without any `WWW-Authenticate` challenge to answer.
+    #[error("the server answered HTTP 401 without saying which authentication it wants (no WWW-Authenticate)")]
+    ChallengeMissing,
     /// 401 and no user name configured.
-    #[error("the server requires authentication, but no user name is configured")]
+    #[error("the server requires authentication (HTTP 401), but no user name is configured")]
     CredentialsMissing,
     /// A 4xx with a `DAV:error` body naming a precondition (RFC 4918 16, RFC 4791 5.3.2.1,
     /// RFC 6352 6.3.2.1): the server refused this one request (an item it will not store,
@@ -99,6 +102,7 @@ impl DavError {
             DavError::CredentialsRefused { .. }
             | DavError::AuthSchemeUnsupported { .. }
             | DavError::CredentialsMissing
+            | DavError::ChallengeMissing
             | DavError::Forbidden { .. } => ErrorClass::Config,
             DavError::Precondition { .. } => ErrorClass::Item,
             DavError::PreconditionFailed => ErrorClass::Conflict,
@@ -120,6 +124,7 @@ impl DavError {
             DavError::CredentialsRefused { .. }
                 | DavError::AuthSchemeUnsupported { .. }
                 | DavError::CredentialsMissing
+                | DavError::ChallengeMissing
         )
     }
 
