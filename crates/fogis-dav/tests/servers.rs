@@ -1,16 +1,23 @@
 //! fogis-dav against real servers started by each test: Radicale (Basic only), Xandikos, and
-//! WsgiDAV (Digest only). See tests/common for how they are installed and run.
+//! WsgiDAV (Digest only). See test_support::dav for how they are installed and run.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::{block_on, Flavour, Server, PASSWORD, USER};
 use fogis_dav::{
     discovery, item_url, CollectionKind, DavClient, DavError, ErrorClass, Precondition, Url,
     VcardVersion,
 };
+use test_support::dav::{Flavour, Server, PASSWORD, USER};
 
 const CALDAV_SERVERS: [Flavour; 2] = [Flavour::Radicale, Flavour::Xandikos];
+
+/// Runs a future on a fresh current-thread runtime (servers are started, blocking, before).
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+        .block_on(future)
+}
 
 fn client() -> DavClient {
     DavClient::builder()
@@ -41,7 +48,7 @@ fn discovery_from_the_server_root_creates_then_finds_the_calendar_and_address_bo
         let server = Server::start(flavour);
         let client = client();
         block_on(async {
-            let root = server.root();
+            let root = Url::parse(&server.root()).unwrap();
             let homes = discovery::find_homes(&client, &root, CollectionKind::Calendar)
                 .await
                 .unwrap_or_else(|e| panic!("{flavour:?}: {e}\n{}", server.log()));
@@ -134,11 +141,15 @@ fn a_tasks_only_calendar_refuses_an_event_with_the_servers_reason_and_takes_a_ta
     let server = Server::start(Flavour::Xandikos);
     let client = client();
     block_on(async {
-        let home = discovery::find_homes(&client, &server.root(), CollectionKind::Calendar)
-            .await
-            .unwrap()
-            .homes
-            .remove(0);
+        let home = discovery::find_homes(
+            &client,
+            &Url::parse(&server.root()).unwrap(),
+            CollectionKind::Calendar,
+        )
+        .await
+        .unwrap()
+        .homes
+        .remove(0);
         let tasks = home.join("tasks/").unwrap();
         client
             .mkcalendar(&tasks, "Tasks", &["VTODO"])
@@ -197,7 +208,7 @@ fn conditional_put_and_delete_refuse_a_stale_etag() {
         block_on(async {
             let calendar = discovery::find_or_create(
                 &client,
-                &server.root(),
+                &Url::parse(&server.root()).unwrap(),
                 CollectionKind::Calendar,
                 "Matcher",
                 &["VEVENT"],
@@ -260,7 +271,7 @@ fn address_books_of_both_servers_advertise_vcard_3_only() {
         block_on(async {
             let book = discovery::find_or_create(
                 &client,
-                &server.root(),
+                &Url::parse(&server.root()).unwrap(),
                 CollectionKind::AddressBook,
                 "Kontakter",
                 &[],
@@ -278,7 +289,7 @@ fn address_books_of_both_servers_advertise_vcard_3_only() {
 fn a_basic_only_server_takes_basic_and_refusals_say_which_problem_it_is() {
     let server = Server::start(Flavour::Radicale);
     block_on(async {
-        let root = server.root();
+        let root = Url::parse(&server.root()).unwrap();
         let good = client();
         discovery::find_homes(&good, &root, CollectionKind::Calendar)
             .await
@@ -305,7 +316,7 @@ fn a_digest_only_server_takes_digest_for_a_whole_session() {
     let server = Server::start(Flavour::WsgiDavDigest);
     block_on(async {
         let client = client();
-        let root = server.root();
+        let root = Url::parse(&server.root()).unwrap();
         // Several requests on one challenge: the nonce count goes up each time.
         for n in 0..4 {
             let url = item_url(&root, &format!("note-{n}.txt")).unwrap();
@@ -354,7 +365,7 @@ fn a_digest_only_server_takes_digest_for_a_whole_session() {
 
 #[test]
 fn a_server_that_is_not_there_is_transient() {
-    let port = common::free_port();
+    let port = test_support::free_port();
     let root = Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
     let err = block_on(async { client().collection(&root).await.unwrap_err() });
     assert!(err.is_transient(), "{err:?}");

@@ -10,17 +10,16 @@
 //! `XANDIKOS_PYTHON`, `WSGIDAV_PYTHON`. A missing venv is created on first use (so the first
 //! run needs PyPI), in a private directory moved into place with one atomic rename: parallel
 //! test processes never see a half-installed venv.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-use fogis_dav::Url;
 
 /// How long a fresh server may take to answer.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -70,6 +69,7 @@ impl Flavour {
     }
 }
 
+#[derive(Debug)]
 pub struct Server {
     pub flavour: Flavour,
     port: u16,
@@ -88,7 +88,7 @@ impl Server {
         };
         // The port is free when picked but could be taken before the server binds it: retry.
         for _ in 0..3 {
-            server.port = free_port();
+            server.port = crate::free_port();
             if server.spawn() {
                 return server;
             }
@@ -97,8 +97,8 @@ impl Server {
     }
 
     /// `http://127.0.0.1:PORT/`.
-    pub fn root(&self) -> Url {
-        Url::parse(&format!("http://127.0.0.1:{}/", self.port)).unwrap()
+    pub fn root(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
     }
 
     pub fn log(&self) -> String {
@@ -208,12 +208,6 @@ fn wsgidav_config(root: &Path, port: u16) -> String {
     )
 }
 
-/// A port nothing listens on (right now).
-pub fn free_port() -> u16 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("binding port 0");
-    listener.local_addr().expect("local address").port()
-}
-
 /// True when something on the port answers a GET with an HTTP status line.
 fn answers_http(port: u16) -> bool {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
@@ -315,13 +309,4 @@ fn run(command: &mut Command) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// Runs a future on a fresh current-thread runtime (servers are started, blocking, before).
-pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
-        .block_on(future)
 }
