@@ -1,4 +1,5 @@
-//! vCard 4.0 (RFC 6350) for the referee phonebook, written straight to text like [`crate::ics`].
+//! vCard 4.0 (RFC 6350), or 3.0 (RFC 2426) for address books that take only that, for the referee
+//! phonebook, written straight to text like [`crate::ics`].
 //!
 //! A card is rendered only from a [`Contact`], so the output is deterministic: the same state
 //! gives the same bytes, and a sink can tell "unchanged" from a hash. The rules phones and
