@@ -103,7 +103,7 @@ impl CardDavSink {
             let etag = match write_over(&self.client, &name, body, CONTENT_TYPE, known).await {
                 Ok(etag) => etag,
                 Err(e @ DavError::Refused { .. }) => {
-                    tracing::warn!(card = %name, error = %e, "the address book refused a card");
+                    tracing::warn!(error = %e, "the address book refused a card");
                     refused.get_or_insert(e.into());
                     continue;
                 }
