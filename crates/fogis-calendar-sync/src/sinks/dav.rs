@@ -308,11 +308,12 @@ impl DavClient {
         let mut uids = std::collections::HashMap::new();
         for batch in urls.chunks(MULTIGET_BATCH) {
             for item in self.dav.multiget(self.collection(), kind, batch).await? {
-                uids.insert(item.url.path().to_owned(), extract_uid(&item.data));
+                uids.insert(decoded(item.url.path()), extract_uid(&item.data));
             }
         }
         for item in &mut items {
-            item.uid = uids.remove(&item.href).flatten();
+            // By decoded path: a server may escape an href differently in the two answers.
+            item.uid = uids.remove(&decoded(&item.href)).flatten();
         }
         Ok(items)
     }
@@ -321,6 +322,12 @@ impl DavClient {
     fn item_url(&self, name: &str) -> Result<Url, DavError> {
         Ok(fogis_dav::item_url(self.collection(), name)?)
     }
+}
+
+fn decoded(path: &str) -> String {
+    percent_encoding::percent_decode_str(path)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 fn not_a(want: CollectionKind) -> DavError {
