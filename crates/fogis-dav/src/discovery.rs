@@ -20,7 +20,8 @@
 
 use reqwest::{Method, Url};
 
-use crate::client::{collection_of, last_segment, same_path, Collection, CollectionKind, Depth};
+use crate::client::Depth;
+use crate::collection::{collection_of, last_segment, same_path, Collection, CollectionKind};
 use crate::error::status_error;
 use crate::xml::{self, CALDAV, CALSERVER, CARDDAV, DAV};
 use crate::{DavClient, DavError};

@@ -6,6 +6,7 @@
 //!   type, supported components and vCard versions, change tags; members with ETags;
 //!   multiget REPORTs; GET; PUT and DELETE with a [`Precondition`]; MKCALENDAR and extended
 //!   MKCOL.
+//! - [`collection`]: what those answers are read into, and [`item_url`].
 //! - [`auth`]: Basic or Digest, chosen from the server's `WWW-Authenticate` challenge.
 //! - [`discovery`]: from a server root to a collection (RFC 6764 well-known URLs,
 //!   `current-user-principal`, home sets), finding one by display name or creating it.
@@ -33,14 +34,13 @@
 
 pub mod auth;
 pub mod client;
+pub mod collection;
 pub mod discovery;
 pub mod error;
 pub mod xml;
 
 pub use auth::Credentials;
-pub use client::{
-    item_url, ClientBuilder, Collection, CollectionKind, DavClient, Depth, Item, Member,
-    Precondition, VcardVersion,
-};
+pub use client::{ClientBuilder, DavClient, Depth, Precondition};
+pub use collection::{item_url, Collection, CollectionKind, Item, Member, VcardVersion};
 pub use error::{DavError, ErrorClass};
 pub use reqwest::Url;
