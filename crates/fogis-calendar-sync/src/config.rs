@@ -210,14 +210,16 @@ impl RedisOpts {
 /// Sinks: where else the calendar and the phonebook go.
 #[derive(Debug, Clone, Args)]
 pub struct SinkOpts {
-    /// CalDAV calendar collection to keep equal to the feed (created when missing).
+    /// CalDAV calendar collection to keep equal to the feed (created when missing), or a
+    /// server root to discover the calendar named CALENDAR_NAME from.
     #[arg(long, env = "CALDAV_URL")]
     pub caldav_url: Option<String>,
     #[arg(long, env = "CALDAV_USERNAME")]
     pub caldav_username: Option<String>,
     #[arg(long, env = "CALDAV_PASSWORD", hide_env_values = true)]
     pub caldav_password: Option<Secret>,
-    /// CardDAV address book for the other referees (created when missing).
+    /// CardDAV address book for the other referees (created when missing), or a server root
+    /// to discover the address book "FOGIS referees" from.
     #[arg(long, env = "CARDDAV_URL")]
     pub carddav_url: Option<String>,
     #[arg(long, env = "CARDDAV_USERNAME")]

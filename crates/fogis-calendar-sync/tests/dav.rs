@@ -147,10 +147,10 @@ async fn find_uids_sees_our_uid_under_a_foreign_name() {
     let twin = dav.put("fogis-match-42.ics", body, ICS, Precondition::CreateOnly);
     let refused = twin.await.unwrap_err();
     assert!(
-        matches!(refused, DavError::Status { status: 409, .. }),
+        matches!(&refused, DavError::Refused { status: 409, precondition, .. } if precondition == "no-uid-conflict"),
         "{refused:?}"
     );
-    assert!(!refused.is_retryable());
+    assert!(!refused.is_retryable() && !refused.is_auth());
 }
 
 fn contact() -> Contact {

@@ -18,6 +18,8 @@
 //! The helpers are blocking (they run `redis-server`, `redis-cli` and `kill`); in async tests use
 //! a multi-threaded runtime so that the code under test keeps running meanwhile.
 
+pub mod dav;
+
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;

@@ -4,8 +4,9 @@
 //! another name (written by an earlier install, or by hand) is adopted instead of duplicated.
 //! Creates use `If-None-Match: *`, updates `If-Match` with the stored ETag; a 412 means the
 //! resource changed or already exists, so its ETag is re-read and the write repeated (the state
-//! is the truth). Withdrawn matches are deleted; cancelled ones are written with
-//! `STATUS:CANCELLED`.
+//! is the truth). Withdrawn matches are deleted with `If-Match` (an event someone edited since
+//! we wrote it is left in place); cancelled ones are written with `STATUS:CANCELLED`. A server
+//! that refuses one event (a 403 naming a precondition) fails that match alone.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,9 +87,10 @@ impl CalDavSink {
             .unwrap_or_else(|| resource_name(match_id));
         let stored = engine.stored(match_id);
         let Some(m) = stored.filter(|m| m.presence.in_feed()) else {
-            // Withdrawn (or unknown): the event leaves the calendar.
-            // Deleting what is not there is success (404/410), so no need to look first.
-            self.client.delete(&name, None).await?;
+            // Withdrawn (or unknown): the event leaves the calendar, only in the version we
+            // wrote (If-Match). Deleting what is not there is success (404/410).
+            let etag = known.as_ref().and_then(|k| k.etag.clone());
+            delete_ours(&self.client, &name, etag.as_deref()).await?;
             let key = item.key.clone();
             blocking(engine, move |s| s.delete_sink_item(CALDAV, &key)).await?;
             return Ok(());
@@ -114,6 +116,23 @@ impl CalDavSink {
         };
         blocking(engine, move |s| s.put_sink_item(CALDAV, &record)).await?;
         Ok(())
+    }
+}
+
+/// Deletes the item we wrote, only in the version we wrote when its ETag is known. A 412 means
+/// someone changed it since: it is theirs now, so it stays, and the caller forgets it.
+pub(crate) async fn delete_ours(
+    client: &DavClient,
+    name: &str,
+    etag: Option<&str>,
+) -> Result<(), DavError> {
+    match client.delete(name, etag).await {
+        Err(DavError::PreconditionFailed) => {
+            // No item name in the log: a card's name can hold phone digits.
+            tracing::info!("an item changed by someone else since it was written is left in place");
+            Ok(())
+        }
+        other => other,
     }
 }
 

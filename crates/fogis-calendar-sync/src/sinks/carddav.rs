@@ -14,9 +14,10 @@ use sha2::{Digest, Sha256};
 
 use crate::engine::Engine;
 use crate::outbox::{NewWork, OutboxItem, SinkItem};
+use crate::sinks::caldav::delete_ours;
 use crate::sinks::dav::{DavClient, DavError};
 use crate::sinks::phonebook::phonebook;
-use crate::sinks::vcard::render_vcard;
+use crate::sinks::vcard::render_vcard_as;
 use crate::sinks::{blocking, write_over, SinkError, CARDDAV, PHONEBOOK_KEY};
 
 const CONTENT_TYPE: &str = "text/vcard; charset=utf-8";
@@ -84,8 +85,12 @@ impl CardDavSink {
         let known = blocking(engine, |s| s.sink_items(CARDDAV)).await?;
         let known: std::collections::HashMap<String, SinkItem> =
             known.into_iter().map(|k| (k.key.clone(), k)).collect();
+        let version = self.client.vcard_version();
+        // A card the server refuses (a 403 naming a precondition) does not stop the others;
+        // the first such refusal is reported once the rest is written.
+        let mut refused: Option<SinkError> = None;
         for contact in &contacts {
-            let body = render_vcard(contact);
+            let body = render_vcard_as(contact, version);
             let hash = hex(&Sha256::digest(body.as_bytes()));
             let mine = known.get(&contact.uid);
             if mine.is_some_and(|k| k.hash == hash) {
@@ -95,7 +100,15 @@ impl CardDavSink {
                 .map(|k| k.remote_name.clone())
                 .unwrap_or_else(|| contact.file_name());
             let known = mine.map(|k| k.etag.clone());
-            let etag = write_over(&self.client, &name, body, CONTENT_TYPE, known).await?;
+            let etag = match write_over(&self.client, &name, body, CONTENT_TYPE, known).await {
+                Ok(etag) => etag,
+                Err(e @ DavError::Refused { .. }) => {
+                    tracing::warn!(error = %e, "the address book refused a card");
+                    refused.get_or_insert(e.into());
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
             let record = SinkItem {
                 key: contact.uid.clone(),
                 remote_name: name,
@@ -110,11 +123,11 @@ impl CardDavSink {
             if wanted.contains(uid.as_str()) {
                 continue;
             }
-            self.client.delete(&item.remote_name, None).await?;
+            delete_ours(&self.client, &item.remote_name, item.etag.as_deref()).await?;
             let uid = uid.clone();
             blocking(engine, move |s| s.delete_sink_item(CARDDAV, &uid)).await?;
         }
-        Ok(())
+        refused.map_or(Ok(()), Err)
     }
 }
 

@@ -1,22 +1,24 @@
-//! A small async WebDAV client for one CalDAV calendar or CardDAV address book.
+//! The sinks' handle on one CalDAV calendar or CardDAV address book, over the `fogis-dav`
+//! protocol crate.
 //!
 //! The sinks need only a handful of operations, each idempotent when used with the right
 //! precondition: make sure the collection exists, PUT an item with `If-None-Match: *` (create)
-//! or `If-Match` (update), GET, DELETE, list the items with their ETags, and find the `UID`
-//! inside every item so that a sink can adopt an event or card that already carries our UID
-//! under another resource name (a client may have copied it, or a previous install used other
-//! names). Multistatus answers are parsed in `wire`, by local element name, because servers
-//! choose their own namespace prefixes.
+//! or `If-Match` (update), GET, DELETE (with `If-Match` when the ETag is known), list the items
+//! with their ETags, and find the `UID` inside every item so that a sink can adopt an event or
+//! card that already carries our UID under another resource name.
+//!
+//! The configured URL is normally the collection; when it is missing it is created there. When
+//! it names something that exists but is no calendar or address book (a server root, a
+//! principal, a home), fogis-dav's discovery finds the collection with the sink's display name
+//! below it, or creates one ([`fogis_dav::discovery`]).
 //!
 //! Errors say what a caller must do next: [`DavError::is_auth`] means "stop and fix the
 //! configuration" (never retry it in a loop), [`DavError::is_retryable`] means "try again later",
-//! and [`DavError::PreconditionFailed`] means "someone else changed it: re-read". Errors never
-//! carry the password, and of a server's answer at most a 200-character excerpt of its error
-//! text, since item data is personal.
+//! [`DavError::Refused`] means "the server will not take this one item", and
+//! [`DavError::PreconditionFailed`] means "someone else changed it: re-read".
 //!
-//! Redirects are not followed: a PUT or DELETE that is silently redirected can land somewhere
-//! else, and credentials must not travel to another host. A 3xx answer is an error naming the
-//! new location, so the operator can configure the final collection URL.
+//! Redirects are not followed (outside discovery): a PUT or DELETE that is silently redirected
+//! can land somewhere else. A 3xx answer is an error naming the new location.
 
 mod error;
 mod wire;
@@ -24,80 +26,66 @@ mod wire;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use reqwest::header::{CONTENT_TYPE, ETAG, IF_MATCH, IF_NONE_MATCH};
-use reqwest::{Method, RequestBuilder, Response, Url};
-
-use error::status_error;
+use fogis_dav::{CollectionKind, Url, VcardVersion};
 
 pub use error::DavError;
 pub use wire::extract_uid;
 
-/// Largest answer read into memory (a REPORT with every item of a big calendar fits easily).
-const MAX_BODY: usize = 32 * 1024 * 1024;
-const XML: &str = "application/xml; charset=utf-8";
+/// Items asked for in one multiget REPORT.
+const MULTIGET_BATCH: usize = 100;
 
 /// What a PUT requires of the item already on the server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Precondition {
-    /// `If-None-Match: *`: only create; an existing item gives [`DavError::PreconditionFailed`].
-    CreateOnly,
-    /// `If-Match: <etag>`: only replace this exact version.
-    IfMatch(String),
-    /// Write whatever is there.
-    Unconditional,
-}
+pub type Precondition = fogis_dav::Precondition;
 
 /// One item of a collection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resource {
     /// The last path segment, percent-decoded (`fogis-match-6186203.ics`).
     pub name: String,
-    /// The href as the server wrote it.
+    /// The href (the URL's path).
     pub href: String,
     pub etag: Option<String>,
     /// The `UID` inside the item; only [`DavClient::find_uids`] reads it.
     pub uid: Option<String>,
 }
 
-/// Whether the collection is a calendar or an address book.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CollectionKind {
-    Calendar,
-    AddressBook,
-}
-
-/// What a PROPFIND of the collection found.
-enum Probe {
-    Missing,
-    Is(CollectionKind),
-    Other,
+/// What the sink learned about its collection when it made sure of it.
+#[derive(Debug, Clone)]
+struct Known {
+    url: Url,
+    kind: CollectionKind,
+    vcard: VcardVersion,
 }
 
 /// A client for one collection. Cheap to share behind an `Arc`; requests may run concurrently.
 pub struct DavClient {
-    http: reqwest::Client,
-    collection: Url,
+    dav: fogis_dav::DavClient,
+    /// As configured (credentials taken out, a trailing `/`).
+    configured: Url,
+    has_password: bool,
     username: Option<String>,
-    password: Option<String>,
-    /// Learned by `ensure_*` or by the first [`DavClient::find_uids`].
-    kind: OnceLock<CollectionKind>,
+    /// Set by `ensure_*` or by the first [`DavClient::find_uids`].
+    known: OnceLock<Known>,
 }
 
 impl std::fmt::Debug for DavClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DavClient")
-            .field("collection", &self.collection.as_str())
+            .field("collection", &self.collection_url())
             .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .field("kind", &self.kind.get())
+            .field("password", &self.has_password.then_some("<redacted>"))
+            .field("kind", &self.known.get().map(|k| k.kind))
             .finish()
     }
 }
 
 impl DavClient {
     /// A client for the collection at `collection_url` (a trailing `/` is added). Credentials in
-    /// the URL itself are taken out of it, so the URL can be logged; explicit ones win. With a
-    /// username, every request carries Basic authentication.
+    /// the URL itself are taken out of it, so the URL can be logged; explicit ones win.
+    ///
+    /// Basic credentials go with the first request (as they always did, and as Radicale with
+    /// `auth type = none` needs to name the principal) over https and to loopback; to a plain
+    /// http host elsewhere nothing is sent until the server's challenge says Basic or Digest.
     pub fn new(
         collection_url: &str,
         username: Option<String>,
@@ -111,8 +99,13 @@ impl DavClient {
                 "the collection URL must be http(s)://host/...".into(),
             ));
         }
-        let url_user = Some(wire::decode_segment(url.username())).filter(|u| !u.is_empty());
-        let url_password = url.password().map(wire::decode_segment);
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        let url_user = Some(decode(url.username())).filter(|u| !u.is_empty());
+        let url_password = url.password().map(decode);
         // Cannot fail for an http(s) URL with a host.
         let _ = url.set_username("");
         let _ = url.set_password(None);
@@ -125,100 +118,124 @@ impl DavClient {
             Some(u) => (Some(u), password),
             None => (url_user, password.or(url_password)),
         };
-        let http = reqwest::Client::builder()
+        let host = url.host_str().unwrap_or_default();
+        let loopback = host == "localhost"
+            || host
+                .trim_matches(|c| c == '[' || c == ']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        let mut builder = fogis_dav::DavClient::builder()
             .timeout(timeout)
-            .connect_timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("fogis-calendar-sync/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(DavError::from_reqwest)?;
+            .preemptive_basic(url.scheme() == "https" || loopback);
+        if let Some(user) = &username {
+            builder = builder.credentials(user.clone(), password.clone().unwrap_or_default());
+        }
         Ok(DavClient {
-            http,
-            collection: url,
+            dav: builder.build()?,
+            configured: url,
+            has_password: password.is_some(),
             username,
-            password,
-            kind: OnceLock::new(),
+            known: OnceLock::new(),
         })
     }
 
-    /// The collection URL, always ending with `/`, without credentials.
+    /// The collection URL, always ending with `/`, without credentials: the discovered one
+    /// once known.
     pub fn collection_url(&self) -> &str {
-        self.collection.as_str()
+        self.collection().as_str()
+    }
+
+    fn collection(&self) -> &Url {
+        self.known.get().map_or(&self.configured, |k| &k.url)
+    }
+
+    /// The vCard version to write: 4.0 where the address book offers it, else 3.0.
+    pub fn vcard_version(&self) -> VcardVersion {
+        self.known.get().map_or(VcardVersion::V4, |k| k.vcard)
     }
 
     /// Makes sure the collection exists and is a calendar, creating it with MKCALENDAR.
     pub async fn ensure_calendar(&self, display_name: &str) -> Result<(), DavError> {
-        let body = wire::mkcalendar(display_name);
-        self.ensure(CollectionKind::Calendar, "MKCALENDAR", body)
-            .await
+        self.ensure(CollectionKind::Calendar, display_name).await
     }
 
     /// Makes sure the collection exists and is an address book, creating it with an extended
     /// MKCOL (RFC 5689).
     pub async fn ensure_addressbook(&self, display_name: &str) -> Result<(), DavError> {
-        let body = wire::mkcol_addressbook(display_name);
-        self.ensure(CollectionKind::AddressBook, "MKCOL", body)
-            .await
+        self.ensure(CollectionKind::AddressBook, display_name).await
     }
 
-    async fn ensure(
-        &self,
-        want: CollectionKind,
-        method: &str,
-        body: String,
-    ) -> Result<(), DavError> {
-        match self.probe().await? {
-            Probe::Is(kind) if kind == want => return self.found(kind),
-            Probe::Is(_) | Probe::Other => return Err(not_a(want)),
-            Probe::Missing => {}
-        }
-        let request = self
-            .request(dav_method(method)?, self.collection.clone())
-            .header(CONTENT_TYPE, XML)
-            .body(body);
-        let resp = self.send(request).await?;
-        let status = resp.status();
-        if status.is_success() {
-            tracing::info!(collection = %self.collection, kind = ?want, "created the collection");
-            return self.found(want);
-        }
-        let error = status_error(resp).await;
-        // Someone may have created it meanwhile. RFC 4791 says 405 for an existing resource;
-        // Radicale 3 answers 409 (resource-must-be-null) to MKCALENDAR and 403 to MKCOL.
-        if matches!(status.as_u16(), 403 | 405 | 409) {
-            if let Probe::Is(kind) = self.probe().await? {
-                return if kind == want {
-                    self.found(kind)
-                } else {
-                    Err(not_a(want))
+    async fn ensure(&self, want: CollectionKind, display_name: &str) -> Result<(), DavError> {
+        let url = &self.configured;
+        let found = match self.dav.collection(url).await? {
+            Some(c) if c.kind == Some(want) => c,
+            Some(c) if c.kind.is_some() => return Err(not_a(want)),
+            Some(_) => {
+                // Something that is no calendar or address book: a root, a principal or a
+                // home. Find the collection below it by name, or create one there.
+                let components: &[&str] = match want {
+                    CollectionKind::Calendar => &["VEVENT"],
+                    CollectionKind::AddressBook => &[],
                 };
+                let found = fogis_dav::discovery::find_or_create(
+                    &self.dav,
+                    url,
+                    want,
+                    display_name,
+                    components,
+                )
+                .await?;
+                tracing::info!(configured = %url, collection = %found.url, "discovered the collection");
+                found
             }
-        }
-        Err(error)
-    }
-
-    fn found(&self, kind: CollectionKind) -> Result<(), DavError> {
-        let _ = self.kind.set(kind);
+            None => self.create(want, display_name).await?,
+        };
+        self.found(found);
         Ok(())
     }
 
-    /// PROPFIND Depth 0 of the collection.
-    async fn probe(&self) -> Result<Probe, DavError> {
-        let found = self.propfind(self.collection.clone(), "0").await;
-        let responses = match found {
-            Err(DavError::NotFound) => return Ok(Probe::Missing),
-            other => other?,
+    async fn create(
+        &self,
+        want: CollectionKind,
+        display_name: &str,
+    ) -> Result<fogis_dav::Collection, DavError> {
+        let url = &self.configured;
+        let made = match want {
+            CollectionKind::Calendar => self.dav.mkcalendar(url, display_name, &["VEVENT"]).await,
+            CollectionKind::AddressBook => self.dav.mkcol_addressbook(url, display_name).await,
         };
-        let own = responses
-            .iter()
-            .find(|r| self.is_collection_href(&r.href))
-            .or(responses.first());
-        Ok(match own {
-            Some(r) if r.calendar => Probe::Is(CollectionKind::Calendar),
-            Some(r) if r.addressbook => Probe::Is(CollectionKind::AddressBook),
-            Some(r) if r.status == Some(404) => Probe::Missing,
-            _ => Probe::Other,
-        })
+        let status = match &made {
+            Ok(()) => {
+                tracing::info!(collection = %url, kind = ?want, "created the collection");
+                None
+            }
+            Err(fogis_dav::DavError::Forbidden { .. }) => Some(403),
+            Err(fogis_dav::DavError::Precondition { status, .. }) => Some(*status),
+            Err(fogis_dav::DavError::Status { status, .. }) => Some(*status),
+            Err(_) => None,
+        };
+        // Someone may have created it meanwhile. RFC 4791 says 405 for an existing resource;
+        // Radicale 3 answers 409 (resource-must-be-null) to MKCALENDAR and 403 to MKCOL.
+        if made.is_ok() || matches!(status, Some(403 | 405 | 409)) {
+            if let Some(c) = self.dav.collection(url).await? {
+                return match c.kind {
+                    Some(kind) if kind == want => Ok(c),
+                    _ => Err(not_a(want)),
+                };
+            }
+        }
+        made?;
+        Err(DavError::NotFound)
+    }
+
+    fn found(&self, c: fogis_dav::Collection) {
+        let Some(kind) = c.kind else { return };
+        let _ = self.known.set(Known {
+            vcard: c.vcard_version(),
+            url: c.url,
+            kind,
+        });
     }
 
     /// Stores `body` as the item `name`; returns its new ETag when the server tells it (in the
@@ -232,187 +249,85 @@ impl DavClient {
         precondition: Precondition,
     ) -> Result<Option<String>, DavError> {
         let url = self.item_url(name)?;
-        let mut request = self
-            .request(Method::PUT, url.clone())
-            .header(CONTENT_TYPE, content_type)
-            .body(body);
-        request = match &precondition {
-            Precondition::CreateOnly => request.header(IF_NONE_MATCH, "*"),
-            Precondition::IfMatch(etag) => request.header(IF_MATCH, etag.as_str()),
-            Precondition::Unconditional => request,
-        };
-        let resp = self.send(request).await?;
-        if !resp.status().is_success() {
-            return Err(status_error(resp).await);
-        }
-        if let Some(etag) = strong_etag(&resp) {
-            return Ok(Some(etag));
-        }
-        // The item is stored; not knowing its ETag only costs an unconditional write later,
-        // while an error here would make the caller repeat a write that succeeded.
-        match self.propfind(url, "0").await {
-            Ok(found) => Ok(found
-                .into_iter()
-                .find_map(|r| r.etag)
-                .filter(|e| !e.starts_with("W/"))),
-            Err(e) => {
-                tracing::debug!(item = name, error = %e, "could not learn the ETag after PUT");
-                Ok(None)
-            }
-        }
+        Ok(self.dav.put(&url, body, content_type, precondition).await?)
     }
 
     /// The item's text and ETag, or `None` if there is no such item.
     pub async fn get(&self, name: &str) -> Result<Option<(String, Option<String>)>, DavError> {
-        let resp = self
-            .send(self.request(Method::GET, self.item_url(name)?))
-            .await?;
-        if matches!(resp.status().as_u16(), 404 | 410) {
-            return Ok(None);
-        }
-        if !resp.status().is_success() {
-            return Err(status_error(resp).await);
-        }
-        let etag = strong_etag(&resp);
-        let body = read_body(resp, MAX_BODY).await?;
-        Ok(Some((String::from_utf8_lossy(&body).into_owned(), etag)))
+        let url = self.item_url(name)?;
+        Ok(self.dav.get(&url).await?.map(|item| (item.data, item.etag)))
     }
 
-    /// Deletes the item (only this version, with an ETag). An item that is already gone is
-    /// success: deleting is idempotent.
+    /// Deletes the item (only this version, with an ETag: someone else's change gives
+    /// [`DavError::PreconditionFailed`]). An item that is already gone is success.
     pub async fn delete(&self, name: &str, etag: Option<&str>) -> Result<(), DavError> {
-        let mut request = self.request(Method::DELETE, self.item_url(name)?);
-        if let Some(etag) = etag {
-            request = request.header(IF_MATCH, etag);
-        }
-        let resp = self.send(request).await?;
-        match resp.status().as_u16() {
-            404 | 410 => Ok(()),
-            _ if resp.status().is_success() => Ok(()),
-            _ => Err(status_error(resp).await),
-        }
+        let url = self.item_url(name)?;
+        Ok(self.dav.delete(&url, etag).await?)
     }
 
     /// Every item of the collection with its ETag (PROPFIND Depth 1); sub-collections are left
     /// out. `uid` stays `None`.
     pub async fn list(&self) -> Result<Vec<Resource>, DavError> {
-        let responses = self.propfind(self.collection.clone(), "1").await?;
-        Ok(self.resources(responses))
+        let members = self.dav.members(self.collection()).await?;
+        Ok(members
+            .into_iter()
+            .filter(|m| !m.is_collection)
+            .map(|m| Resource {
+                href: m.url.path().to_owned(),
+                name: m.name,
+                etag: m.etag,
+                uid: None,
+            })
+            .collect())
     }
 
-    /// Every item with its ETag and the `UID` inside it, by a REPORT calendar-query or
-    /// addressbook-query that asks for the item data.
+    /// Every item with its ETag and the `UID` inside it: the members, then their data by
+    /// calendar-multiget or addressbook-multiget.
     pub async fn find_uids(&self) -> Result<Vec<Resource>, DavError> {
-        let kind = match self.kind.get() {
-            Some(kind) => *kind,
-            None => match self.probe().await? {
-                Probe::Is(kind) => {
-                    let _ = self.kind.set(kind);
-                    kind
+        let kind = match self.known.get() {
+            Some(k) => k.kind,
+            None => match self.dav.collection(&self.configured).await? {
+                Some(c) if c.kind.is_some() => {
+                    self.found(c);
+                    self.known
+                        .get()
+                        .map_or(CollectionKind::Calendar, |k| k.kind)
                 }
-                Probe::Missing => return Err(DavError::NotFound),
-                Probe::Other => {
+                Some(_) => {
                     let text = "the collection is neither a calendar nor an address book";
                     return Err(DavError::Protocol(text.into()));
                 }
+                None => return Err(DavError::NotFound),
             },
         };
-        let body = match kind {
-            CollectionKind::Calendar => wire::CALENDAR_QUERY,
-            CollectionKind::AddressBook => wire::ADDRESSBOOK_QUERY,
-        };
-        let responses = self
-            .multistatus(dav_method("REPORT")?, self.collection.clone(), "1", body)
-            .await?;
-        Ok(self.resources(responses))
-    }
-
-    fn resources(&self, responses: Vec<wire::Response>) -> Vec<Resource> {
-        responses
-            .into_iter()
-            .filter(|r| !r.collection && r.status.is_none_or(|s| (200..300).contains(&s)))
-            .filter(|r| !self.is_collection_href(&r.href))
-            .filter_map(|r| {
-                let name = self.name_of(&r.href)?;
-                let uid = r.data.as_deref().and_then(wire::extract_uid);
-                Some(Resource {
-                    name,
-                    href: r.href,
-                    etag: r.etag,
-                    uid,
-                })
-            })
-            .collect()
-    }
-
-    async fn propfind(&self, url: Url, depth: &str) -> Result<Vec<wire::Response>, DavError> {
-        self.multistatus(dav_method("PROPFIND")?, url, depth, wire::PROPFIND)
-            .await
-    }
-
-    async fn multistatus(
-        &self,
-        method: Method,
-        url: Url,
-        depth: &str,
-        body: &'static str,
-    ) -> Result<Vec<wire::Response>, DavError> {
-        let request = self
-            .request(method, url)
-            .header("Depth", depth)
-            .header(CONTENT_TYPE, XML)
-            .body(body);
-        let resp = self.send(request).await?;
-        if !resp.status().is_success() {
-            return Err(status_error(resp).await);
+        let mut items = self.list().await?;
+        let urls: Vec<Url> = items
+            .iter()
+            .filter_map(|r| self.collection().join(&r.href).ok())
+            .collect();
+        let mut uids = std::collections::HashMap::new();
+        for batch in urls.chunks(MULTIGET_BATCH) {
+            for item in self.dav.multiget(self.collection(), kind, batch).await? {
+                uids.insert(decoded(item.url.path()), extract_uid(&item.data));
+            }
         }
-        let body = read_body(resp, MAX_BODY).await?;
-        wire::parse_multistatus(&body).map_err(DavError::Protocol)
-    }
-
-    fn request(&self, method: Method, url: Url) -> RequestBuilder {
-        let request = self.http.request(method, url);
-        match &self.username {
-            Some(user) => request.basic_auth(user, self.password.as_deref()),
-            None => request,
+        for item in &mut items {
+            // By decoded path: a server may escape an href differently in the two answers.
+            item.uid = uids.remove(&decoded(&item.href)).flatten();
         }
-    }
-
-    async fn send(&self, request: RequestBuilder) -> Result<Response, DavError> {
-        request.send().await.map_err(DavError::from_reqwest)
+        Ok(items)
     }
 
     /// The URL of item `name`: the collection plus the percent-encoded name.
     fn item_url(&self, name: &str) -> Result<Url, DavError> {
-        if name.is_empty() || name == "." || name == ".." {
-            return Err(DavError::Protocol(format!("invalid item name {name:?}")));
-        }
-        self.collection
-            .join(&wire::encode_segment(name))
-            .map_err(|e| DavError::Protocol(format!("invalid item name: {e}")))
-    }
-
-    fn resolve(&self, href: &str) -> Option<Url> {
-        self.collection.join(href.trim()).ok()
-    }
-
-    fn is_collection_href(&self, href: &str) -> bool {
-        let trim = |p: &str| p.trim_end_matches('/').to_owned();
-        self.resolve(href)
-            .is_some_and(|u| trim(u.path()) == trim(self.collection.path()))
-    }
-
-    /// The decoded last path segment of `href`.
-    fn name_of(&self, href: &str) -> Option<String> {
-        let url = self.resolve(href)?;
-        let last = url.path().trim_end_matches('/').rsplit('/').next()?;
-        Some(wire::decode_segment(last)).filter(|n| !n.is_empty())
+        Ok(fogis_dav::item_url(self.collection(), name)?)
     }
 }
 
-/// A WebDAV extension method (PROPFIND, REPORT, MKCALENDAR, MKCOL).
-fn dav_method(name: &str) -> Result<Method, DavError> {
-    Method::from_bytes(name.as_bytes()).map_err(|e| DavError::Protocol(e.to_string()))
+fn decoded(path: &str) -> String {
+    percent_encoding::percent_decode_str(path)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 fn not_a(want: CollectionKind) -> DavError {
@@ -421,23 +336,4 @@ fn not_a(want: CollectionKind) -> DavError {
         CollectionKind::AddressBook => "an address book",
     };
     DavError::Protocol(format!("the collection exists but is not {what}"))
-}
-
-fn strong_etag(resp: &Response) -> Option<String> {
-    let etag = resp.headers().get(ETAG)?.to_str().ok()?.trim();
-    (!etag.is_empty() && !etag.starts_with("W/")).then(|| etag.to_owned())
-}
-
-/// Reads at most `limit` bytes of the body; more is a protocol error.
-async fn read_body(mut resp: Response, limit: usize) -> Result<Vec<u8>, DavError> {
-    let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(DavError::from_reqwest)? {
-        if body.len() + chunk.len() > limit {
-            return Err(DavError::Protocol(format!(
-                "answer larger than {limit} bytes"
-            )));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }

@@ -1,4 +1,5 @@
-//! vCard 4.0 (RFC 6350) for the referee phonebook, written straight to text like [`crate::ics`].
+//! vCard 4.0 (RFC 6350), or 3.0 (RFC 2426) for address books that take only that, for the referee
+//! phonebook, written straight to text like [`crate::ics`].
 //!
 //! A card is rendered only from a [`Contact`], so the output is deterministic: the same state
 //! gives the same bytes, and a sink can tell "unchanged" from a hash. The rules phones and
@@ -11,6 +12,8 @@
 //! people typed them (`070-123 45 67`), and only one spelling lets the phone match an incoming
 //! call to the card and the phonebook merge two sightings of one person.
 
+use fogis_dav::VcardVersion;
+
 use crate::ics::{escape_text, fold_line};
 use crate::sinks::phonebook::Contact;
 
@@ -22,13 +25,23 @@ const MAX_DIGITS: usize = 15;
 
 /// One vCard 4.0, CRLF-terminated.
 pub fn render_vcard(card: &Contact) -> String {
+    render_vcard_as(card, VcardVersion::V4)
+}
+
+/// One vCard in the version an address book takes. The card uses only properties and
+/// parameters vCard 3.0 (RFC 2426) has too (`PRODID`, `TEL;TYPE=cell`, `ADR;TYPE=home`,
+/// `CATEGORIES`, `REV` as a UTC date-time), so only the `VERSION` line differs.
+pub fn render_vcard_as(card: &Contact, version: VcardVersion) -> String {
     let mut out = String::with_capacity(512);
     let mut line = |text: String| {
         out.push_str(&fold_line(&text));
         out.push_str("\r\n");
     };
     line("BEGIN:VCARD".into());
-    line("VERSION:4.0".into());
+    line(match version {
+        VcardVersion::V3 => "VERSION:3.0".into(),
+        VcardVersion::V4 => "VERSION:4.0".into(),
+    });
     line(format!("PRODID:{PRODID}"));
     line(format!("UID:{}", escape_text(&card.uid)));
     line(format!("FN:{}", escape_text(&card.name)));

@@ -1,23 +1,30 @@
-//! The error type of [`super::DavClient`], and the one place that turns an HTTP answer into it.
+//! The error type of [`super::DavClient`]: fogis-dav's errors, folded into what a sink does next.
 //!
 //! The variants say what the caller must do, not what the server said: fix the configuration
-//! (`Unauthorized`), re-read (`PreconditionFailed`), try later ([`DavError::is_retryable`]).
-//! Server text is personal data as often as not, so at most a 200-character excerpt of an error
-//! answer is kept, with control characters flattened so it cannot forge log lines.
-
-use reqwest::header::LOCATION;
-use reqwest::{Response, StatusCode};
-
-/// Most characters of a server's error text kept in [`DavError::Status`].
-const EXCERPT_CHARS: usize = 200;
+//! (`Unauthorized`, `Authentication`), skip this one item and go on (`Refused`), re-read
+//! (`PreconditionFailed`), try later ([`DavError::is_retryable`]). Server text is kept only as
+//! fogis-dav keeps it: at most 200 characters, control characters flattened.
 
 /// Why a DAV request failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DavError {
-    /// 401 or 403: the credentials are wrong or lack the right. Retrying will not help until
-    /// the configuration changes, so this must never be retried in a hot loop.
+    /// 401 (the credentials were refused) or a plain 403 (no right to the collection).
+    /// Retrying will not help until the configuration changes, so this must never be retried
+    /// in a hot loop.
     #[error("the server refused the credentials or the access (HTTP {status})")]
     Unauthorized { status: u16 },
+    /// 401 that is not the password's fault (an authentication scheme this client does not
+    /// speak, no challenge, no user name configured): fogis-dav's explanation.
+    #[error("{0}")]
+    Authentication(String),
+    /// A 4xx naming a `DAV:error` precondition: the server will not store this one item
+    /// (`supported-calendar-component` from a tasks-only calendar, say). Other items go on.
+    #[error("HTTP {status}: the server refused this item ({precondition}){}", reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default())]
+    Refused {
+        status: u16,
+        precondition: String,
+        reason: Option<String>,
+    },
     /// 412: the item changed since its ETag was read, or (create) it already exists.
     #[error("precondition failed (HTTP 412): the item changed or already exists")]
     PreconditionFailed,
@@ -41,7 +48,10 @@ pub enum DavError {
 impl DavError {
     /// 401/403: the configuration must change before another try can succeed.
     pub fn is_auth(&self) -> bool {
-        matches!(self, DavError::Unauthorized { .. })
+        matches!(
+            self,
+            DavError::Unauthorized { .. } | DavError::Authentication(_)
+        )
     }
 
     /// Worth trying again later: timeouts, transport errors, 5xx and 429.
@@ -52,59 +62,43 @@ impl DavError {
             _ => false,
         }
     }
-
-    pub(super) fn from_reqwest(e: reqwest::Error) -> DavError {
-        if e.is_timeout() {
-            return DavError::Timeout;
-        }
-        if e.is_builder() {
-            // A header value that cannot be sent (a content type with a newline, say).
-            return DavError::Protocol(format!("invalid request: {e}"));
-        }
-        // The chain of causes names the real problem ("dns error", "connection refused").
-        let mut text = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(cause) = source {
-            text.push_str(": ");
-            text.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        DavError::Transport(text)
-    }
 }
 
-/// The error for an unexpected status; reads only the start of the body.
-pub(super) async fn status_error(mut resp: Response) -> DavError {
-    let status = resp.status();
-    match status {
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-            return DavError::Unauthorized {
-                status: status.as_u16(),
+impl From<fogis_dav::DavError> for DavError {
+    fn from(e: fogis_dav::DavError) -> DavError {
+        use fogis_dav::DavError as E;
+        match e {
+            E::CredentialsRefused { .. } => DavError::Unauthorized { status: 401 },
+            E::Forbidden { .. } => DavError::Unauthorized { status: 403 },
+            E::AuthSchemeUnsupported { .. } | E::CredentialsMissing | E::ChallengeMissing => {
+                DavError::Authentication(e.to_string())
             }
+            E::Precondition {
+                status,
+                name,
+                reason,
+                ..
+            } => DavError::Refused {
+                status,
+                precondition: name,
+                reason,
+            },
+            E::PreconditionFailed => DavError::PreconditionFailed,
+            E::NotFound { .. } => DavError::NotFound,
+            E::Redirect { status, location } => DavError::Status {
+                status,
+                body_excerpt: format!("redirected to {location}"),
+            },
+            E::Status {
+                status,
+                body_excerpt,
+            } => DavError::Status {
+                status,
+                body_excerpt,
+            },
+            E::Timeout => DavError::Timeout,
+            E::Transport(t) => DavError::Transport(t),
+            E::Protocol(t) => DavError::Protocol(t),
         }
-        StatusCode::PRECONDITION_FAILED => return DavError::PreconditionFailed,
-        StatusCode::NOT_FOUND => return DavError::NotFound,
-        _ => {}
-    }
-    let mut text = String::new();
-    if status.is_redirection() {
-        let location = resp.headers().get(LOCATION).and_then(|l| l.to_str().ok());
-        text = format!("redirected to {}", location.unwrap_or("?"));
-    } else {
-        let mut bytes = Vec::new();
-        // A transport error while reading an error body leaves the excerpt short, no worse.
-        while let Ok(Some(chunk)) = resp.chunk().await {
-            bytes.extend_from_slice(&chunk);
-            if bytes.len() >= 4 * EXCERPT_CHARS {
-                break;
-            }
-        }
-        text.push_str(&String::from_utf8_lossy(&bytes));
-    }
-    let cleaned = text.replace(char::is_control, " ");
-    let words: Vec<&str> = cleaned.split_whitespace().collect();
-    DavError::Status {
-        status: status.as_u16(),
-        body_excerpt: words.join(" ").chars().take(EXCERPT_CHARS).collect(),
     }
 }
