@@ -25,6 +25,7 @@ pub mod reconcile;
 pub mod remote;
 pub mod server;
 pub mod sinks;
+pub mod state_health;
 pub mod status_page;
 pub mod store;
 

@@ -46,6 +46,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("internal error")]
     Internal(String),
+    /// The state cannot be written now (or applying panicked): nothing was changed; try again.
+    #[error("the state cannot be written now; nothing was applied, try again later")]
+    Unavailable(String),
 }
 
 impl IntoResponse for ApiError {
@@ -60,6 +63,10 @@ impl IntoResponse for ApiError {
                 tracing::error!(error = %detail, "request failed");
                 StatusCode::INTERNAL_SERVER_ERROR
             }
+            ApiError::Unavailable(detail) => {
+                tracing::error!(error = %detail, "request not applied: the state cannot be written");
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         };
         let mut resp = (
             status,
@@ -69,6 +76,12 @@ impl IntoResponse for ApiError {
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(crate::state_health::RETRY_AFTER_SECONDS),
+            );
         }
         resp
     }
@@ -157,13 +170,25 @@ pub(crate) fn may_see_personal_data(
 /// service to HTTP only, it does not make it unhealthy.
 async fn health(State(state): State<AppState>) -> Json<Value> {
     let engine = state.engine.clone();
-    let matches = engine.matches();
-    let in_feed = matches.iter().filter(|m| m.presence.in_feed()).count();
-    let held = engine.pending_holds();
+    // Off the async threads: the engine's lock can be held by an apply waiting for SQLite.
+    let (count, in_feed, held) = tokio::task::spawn_blocking(move || {
+        let matches = engine.matches();
+        let in_feed = matches.iter().filter(|m| m.presence.in_feed()).count();
+        (matches.len(), in_feed, engine.pending_holds())
+    })
+    .await
+    .unwrap_or_default();
     let mut attention = Vec::new();
     if held > 0 {
         attention.push(format!(
             "{held} list(s) held instead of applied (they would empty the calendar): see GET /held, confirm with POST /held/ID/apply"
+        ));
+    }
+    let failing = state.metrics.state.failing();
+    if let Some(f) = &failing {
+        attention.push(format!(
+            "the state cannot be written since {} ({} failed attempts, last: {}): waiting lists are kept and retried; check the disk and other processes holding state.db",
+            f.since, f.failed_attempts, f.last_error
         ));
     }
     let redis = state.subscriber.status();
@@ -178,10 +203,14 @@ async fn health(State(state): State<AppState>) -> Json<Value> {
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": state.started.elapsed().as_secs(),
         "mode": mode,
-        "matches": matches.len(),
+        "matches": count,
         "events_in_feed": in_feed,
         "held_snapshots": held,
         "attention": attention,
+        "state": {
+            "writable": failing.is_none(),
+            "failing": failing,
+        },
         "sinks": sink_summary(&state),
         "redis": {
             "enabled": redis.enabled,
@@ -192,6 +221,12 @@ async fn health(State(state): State<AppState>) -> Json<Value> {
             "reconnect_count": redis.reconnect_count,
             "last_error": redis.last_error,
             "last_sync_time": redis.last_sync_time,
+            "messages_retried": redis.messages_retried,
+            "stream": redis.stream.as_ref().map(|st| json!({
+                "pending": st.pending,
+                "acked": st.acked,
+                "retried": st.retried,
+            })),
         },
     }))
 }
@@ -256,7 +291,12 @@ async fn contacts(
 
 async fn metrics(State(state): State<AppState>) -> Response {
     let redis = state.subscriber.status();
-    let matches = state.engine.matches();
+    let engine = state.engine.clone();
+    // Off the async threads: the engine's lock can be held by an apply waiting for SQLite.
+    let (matches, held) =
+        tokio::task::spawn_blocking(move || (engine.matches(), engine.pending_holds()))
+            .await
+            .unwrap_or_default();
     let count = |p: Presence| matches.iter().filter(|m| m.presence == p).count();
     let gauges = Gauges {
         redis_enabled: redis.enabled,
@@ -267,7 +307,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
             .into_iter()
             .map(|p| (p.as_str(), count(p)))
             .collect(),
-        held: state.engine.pending_holds(),
+        held,
     };
     (
         [(
@@ -308,12 +348,19 @@ async fn sync(
     };
     let outcome = tokio::task::spawn_blocking(move || crate::apply_bytes(&engine, &body, "http"))
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        // A panic while applying: not the caller's fault, and nothing was committed.
+        .unwrap_or_else(|e| Err(crate::IngestError::Fatal(format!("applying panicked: {e}"))));
+    match &outcome {
+        Ok(_) => state.metrics.state.recovered(),
+        Err(crate::IngestError::Fatal(e)) => state.metrics.state.failed("http", e),
+        Err(_) => {}
+    }
     let label = match &outcome {
         Ok(a) if a.held.is_some() => "held",
         Ok(a) if a.duplicate => "duplicate",
         Ok(_) => "applied",
         Err(crate::IngestError::NotAMatchUpdate(_)) => "ignored",
+        Err(crate::IngestError::Fatal(_)) => "retry",
         Err(_) => "rejected",
     };
     state.metrics.count_message("http", label);
@@ -326,7 +373,7 @@ async fn sync(
         Err(crate::IngestError::NotAMatchUpdate(kind)) => Err(ApiError::BadRequest(format!(
             "a {kind} message carries no matches; post a match update"
         ))),
-        Err(crate::IngestError::Fatal(e)) => Err(ApiError::Internal(e)),
+        Err(crate::IngestError::Fatal(e)) => Err(ApiError::Unavailable(e)),
     }
 }
 
@@ -357,7 +404,7 @@ impl From<ApplyError> for ApiError {
                 ApiError::BadRequest(e.to_string())
             }
             ApplyError::NoSuchHold(_) => ApiError::NotFound(e.to_string()),
-            ApplyError::Store(e) => ApiError::Internal(e.to_string()),
+            ApplyError::Store(e) => ApiError::Unavailable(e.to_string()),
         }
     }
 }
@@ -447,12 +494,12 @@ async fn matches(
     Query(query): Query<TokenQuery>,
 ) -> Json<Value> {
     let personal = may_see_personal_data(&state, &headers, &query);
-    let list: Vec<Value> = state
-        .engine
-        .matches()
-        .iter()
-        .map(|m| match_json(m, personal))
-        .collect();
+    let engine = state.engine.clone();
+    // Off the async threads: the engine's lock can be held by an apply waiting for SQLite.
+    let all = tokio::task::spawn_blocking(move || engine.matches())
+        .await
+        .unwrap_or_default();
+    let list: Vec<Value> = all.iter().map(|m| match_json(m, personal)).collect();
     Json(json!({"success": true, "count": list.len(), "matches": list}))
 }
 
