@@ -12,6 +12,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod engine;
+pub mod feed_cache;
 pub mod held;
 pub mod http_server;
 pub mod ics;
@@ -230,6 +231,7 @@ pub async fn run(
         feed_token: opts.feed_token.clone(),
         max_body_bytes: opts.max_body_bytes,
         started: Instant::now(),
+        feeds: Arc::default(),
     };
     tracing::info!(%addr, data_dir = %opts.state.data_dir.display(), "fogis-calendar-sync listening");
     let app = server::router(state).merge(fogis_pubsub::http::router(subscriber.clone()));

@@ -31,6 +31,8 @@ pub struct AppState {
     pub feed_token: Option<Secret>,
     pub max_body_bytes: usize,
     pub started: Instant,
+    /// The feeds' validators (ETag, Last-Modified).
+    pub feeds: Arc<crate::feed_cache::Feeds>,
 }
 
 /// Errors a request can end in. The only place they become HTTP answers is `into_response`.
@@ -96,8 +98,8 @@ pub fn router(state: AppState) -> Router {
         .route("/sync", post(sync))
         .route("/manual-sync", post(sync))
         .route("/matches", get(matches))
-        .route("/calendar.ics", get(calendar))
-        .route("/contacts.vcf", get(contacts))
+        .route("/calendar.ics", get(calendar).layer(compression()))
+        .route("/contacts.vcf", get(contacts).layer(compression()))
         .route("/sinks", get(sinks))
         .route("/quarantine", get(quarantine))
         .route("/metrics", get(metrics))
@@ -106,6 +108,34 @@ pub fn router(state: AppState) -> Router {
         .route("/held/{id}/discard", post(held_discard))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
+}
+
+/// gzip or br for the feeds when the client asks (`Accept-Encoding`), with `Vary`.
+fn compression() -> tower_http::compression::CompressionLayer {
+    tower_http::compression::CompressionLayer::new()
+}
+
+/// A feed's answer: `304` when the request's conditions say the client's copy is current, the
+/// body otherwise; the validators either way.
+fn feed_response(
+    headers: &HeaderMap,
+    v: crate::feed_cache::Validated,
+    content_type: &'static str,
+) -> Response {
+    let validators = [
+        (header::ETAG, v.etag.clone()),
+        (header::LAST_MODIFIED, v.last_modified_header()),
+        (header::CACHE_CONTROL, "no-cache".to_string()),
+    ];
+    if crate::feed_cache::not_modified(headers, &v, chrono::Utc::now()) {
+        return (StatusCode::NOT_MODIFIED, validators).into_response();
+    }
+    (
+        validators,
+        [(header::CONTENT_TYPE, content_type)],
+        v.body.as_str().to_owned(),
+    )
+        .into_response()
 }
 
 /// Compares two secrets in time that depends only on their lengths.
@@ -277,16 +307,21 @@ async fn contacts(
     if !may_see_personal_data(&state, &headers, &query) {
         return Err(ApiError::Unauthorized);
     }
-    let book = crate::sinks::phonebook::phonebook(
-        &state.engine.matches(),
-        state.user_referee_number.as_deref(),
-        chrono::Utc::now(),
-    );
-    Ok((
-        [(header::CONTENT_TYPE, "text/vcard; charset=utf-8")],
-        crate::sinks::phonebook::render_all(&book),
-    )
-        .into_response())
+    let (engine, feeds) = (state.engine.clone(), state.feeds.clone());
+    let user = state.user_referee_number.clone();
+    let validated = tokio::task::spawn_blocking(move || {
+        let now = chrono::Utc::now();
+        let book = crate::sinks::phonebook::phonebook(&engine.matches(), user.as_deref(), now);
+        let text = crate::sinks::phonebook::render_all(&book);
+        feeds.contacts.validate(Arc::new(text), now)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(feed_response(
+        &headers,
+        validated,
+        "text/vcard; charset=utf-8",
+    ))
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
@@ -517,29 +552,18 @@ async fn calendar(
             return Err(ApiError::Unauthorized);
         }
     }
-    let etag = format!("\"g{}\"", state.engine.generation());
-    if headers
-        .get(header::IF_NONE_MATCH)
-        .is_some_and(|v| v.as_bytes() == etag.as_bytes())
-    {
-        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
-    }
-    let engine = state.engine.clone();
-    let text = tokio::task::spawn_blocking(move || engine.feed())
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok((
-        [
-            (
-                header::CONTENT_TYPE,
-                "text/calendar; charset=utf-8".to_string(),
-            ),
-            (header::ETAG, etag),
-            (header::CACHE_CONTROL, "no-cache".to_string()),
-        ],
-        text.as_str().to_owned(),
-    )
-        .into_response())
+    let (engine, feeds) = (state.engine.clone(), state.feeds.clone());
+    // Rendered once per change and digested once per render, off the async threads.
+    let validated = tokio::task::spawn_blocking(move || {
+        feeds.calendar.validate(engine.feed(), chrono::Utc::now())
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(feed_response(
+        &headers,
+        validated,
+        "text/calendar; charset=utf-8",
+    ))
 }
 
 async fn quarantine(
