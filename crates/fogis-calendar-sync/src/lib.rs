@@ -16,6 +16,7 @@ pub mod feed_cache;
 pub mod held;
 pub mod http_server;
 pub mod ics;
+pub mod instance;
 pub mod mask;
 pub mod metrics;
 pub mod model;
@@ -203,7 +204,16 @@ pub async fn run(
     let sinks_shutdown = shutdown.child_token();
     let sinks = sinks::Sinks::start(kinds, &engine, &tracker, &sinks_shutdown);
     let metrics = Arc::new(metrics::Metrics::default());
-    let sub_config = opts.redis.subscriber_config()?;
+    let mut redis_opts = opts.redis.clone();
+    if redis_opts.consumer_group().is_none() && redis_opts.durable.stream().is_some() {
+        let e = engine.clone();
+        let id = tokio::task::spawn_blocking(move || instance::state_id(&e)).await??;
+        redis_opts.redis_consumer_group = Some(instance::default_group(&id));
+    }
+    let sub_config = redis_opts.subscriber_config()?;
+    if let Some(stream) = &sub_config.stream {
+        tracing::info!(stream = %stream.key, group = %stream.group, consumer = %stream.consumer, "reading the stream");
+    }
     if sub_config.enabled {
         tracing::info!(
             redis = %sub_config.redis_url.redacted(),

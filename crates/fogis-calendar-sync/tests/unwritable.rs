@@ -147,9 +147,15 @@ async fn publish(p: &Publisher, i: i64, targets: &PublishTargets) {
         .unwrap();
 }
 
-/// The number of entries XPENDING counts for the service's group.
-fn pending(redis: &RedisServer) -> i64 {
-    let out = redis.cli(&["XPENDING", STREAM, "calendar-sync"]);
+/// The service's consumer group (its state's own, see `instance.rs`).
+async fn group(svc: &Service) -> String {
+    let config = svc.get_json("/redis-config").await;
+    config["stream"]["group"].as_str().unwrap().to_string()
+}
+
+/// The number of entries XPENDING counts for `group`.
+fn pending(redis: &RedisServer, group: &str) -> i64 {
+    let out = redis.cli(&["XPENDING", STREAM, group]);
     out.lines()
         .next()
         .and_then(|l| l.trim().parse().ok())
@@ -166,6 +172,7 @@ async fn stream_entries_stay_pending_while_the_state_is_locked_and_are_applied_o
         o.redis.durable.redis_stream = Some(STREAM.into());
     })
     .await;
+    let group = group(&svc).await;
     let p = publisher(&redis);
     publish(&p, 0, &stream_only()).await;
     wait_for_list(&svc, 0).await;
@@ -203,7 +210,7 @@ async fn stream_entries_stay_pending_while_the_state_is_locked_and_are_applied_o
             );
             // The entries read so far (the consumer reads its own pending ones again before
             // anything new, so the later ones may not have been delivered yet).
-            let pending = pending(&redis);
+            let pending = pending(&redis, &group);
             assert!((0..=3).contains(&pending), "{pending} pending: {s}");
             let retried = s["stream"]["retried"].as_u64().unwrap_or(0);
             if retried >= 2 && pending >= 1 && locked_at.elapsed() >= HOLD {
@@ -225,7 +232,7 @@ async fn stream_entries_stay_pending_while_the_state_is_locked_and_are_applied_o
         |s| s["stream"]["acked"] == 4,
     )
     .await;
-    assert_eq!(pending(&redis), 0);
+    assert_eq!(pending(&redis, &group), 0);
     let log = sync_log(svc.dir.path());
     assert_eq!(applied_count(&log, "list-0"), 1, "{log:?}");
     assert_eq!(applied_count(&log, "list-3"), 1, "{log:?}");
