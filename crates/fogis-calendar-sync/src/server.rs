@@ -128,7 +128,10 @@ fn feed_response(
         (header::CACHE_CONTROL, "no-cache".to_string()),
     ];
     if crate::feed_cache::not_modified(headers, &v, chrono::Utc::now()) {
-        return (StatusCode::NOT_MODIFIED, validators).into_response();
+        // The compression layer adds `Vary` to bodies it may compress; a 304 has none, and
+        // must still say what a 200 would (RFC 9110 15.4.5).
+        let vary = [(header::VARY, "accept-encoding")];
+        return (StatusCode::NOT_MODIFIED, validators, vary).into_response();
     }
     (
         validators,

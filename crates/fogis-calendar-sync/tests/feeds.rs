@@ -52,6 +52,7 @@ impl Phone {
             }
             304 => {
                 assert_eq!(etag, self.etag, "a 304 names the copy the phone holds");
+                assert_eq!(text(header::VARY).as_deref(), Some("accept-encoding"));
                 assert!(resp.bytes().await.unwrap().is_empty());
             }
             other => panic!("GET {path}: {other}"),
