@@ -13,6 +13,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod engine;
 pub mod feed_cache;
+pub mod group_owner;
 pub mod held;
 pub mod http_server;
 pub mod ics;
@@ -200,16 +201,23 @@ pub async fn run(
         tokio::task::spawn_blocking(move || open_engine_with(&state_opts, flags)).await??;
     let engine = Arc::new(engine);
     checkpoint::tune(&engine);
+    // Before anything is started: a refusal leaves nothing running.
+    let mut redis_opts = opts.redis.clone();
+    if redis_opts.durable.stream().is_some() && redis_opts.enabled() {
+        let e = engine.clone();
+        let id = tokio::task::spawn_blocking(move || instance::state_id(&e)).await??;
+        if redis_opts.consumer_group().is_none() {
+            redis_opts.redis_consumer_group = Some(instance::default_group(&id));
+        }
+        let config = redis_opts.subscriber_config()?;
+        if let Some(stream) = &config.stream {
+            group_owner::claim(&config.redis_url, &stream.key, &stream.group, &id).await?;
+        }
+    }
     let tracker = tokio_util::task::TaskTracker::new();
     let sinks_shutdown = shutdown.child_token();
     let sinks = sinks::Sinks::start(kinds, &engine, &tracker, &sinks_shutdown);
     let metrics = Arc::new(metrics::Metrics::default());
-    let mut redis_opts = opts.redis.clone();
-    if redis_opts.consumer_group().is_none() && redis_opts.durable.stream().is_some() {
-        let e = engine.clone();
-        let id = tokio::task::spawn_blocking(move || instance::state_id(&e)).await??;
-        redis_opts.redis_consumer_group = Some(instance::default_group(&id));
-    }
     let sub_config = redis_opts.subscriber_config()?;
     if let Some(stream) = &sub_config.stream {
         tracing::info!(stream = %stream.key, group = %stream.group, consumer = %stream.consumer, "reading the stream");

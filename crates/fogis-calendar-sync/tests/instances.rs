@@ -120,3 +120,47 @@ async fn two_instances_with_their_own_states_each_get_every_list() {
     wait_for_list(&b, 24).await;
     assert_eq!(groups(&redis).len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_state_in_the_same_group_is_refused_with_a_clear_error() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let shared = |o: &mut fogis_calendar_sync::config::ServeOpts| {
+        o.redis = redis_opts(Some(&url));
+        o.redis.redis_pubsub_enabled = false;
+        o.redis.durable.redis_stream = Some(STREAM.into());
+        o.redis.redis_consumer_group = Some("shared".into());
+    };
+    let a = Service::start_with(shared).await;
+    a.wait_json(
+        "/redis-stats",
+        "stream connected",
+        Duration::from_secs(10),
+        |s| s["stream"]["connected"] == true,
+    )
+    .await;
+
+    // Another state, the same group: `run` returns the error before it serves anything.
+    let other = tempfile::tempdir().unwrap();
+    let mut opts = serve_opts(other.path());
+    shared(&mut opts);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let err = fogis_calendar_sync::run(opts, listener, shutdown)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("belongs to another state"), "{err}");
+    assert!(err.contains("REDIS_CONSUMER_GROUP"), "{err}");
+    assert!(
+        !err.contains(&url),
+        "the URL is not needed to say it: {err}"
+    );
+
+    // The same state again (a restart on its data directory) is the owner: it starts.
+    let dir = a.stop().await;
+    let a = Service::start_in(dir, shared).await;
+    let p = Publisher::new(RedisUrl::new(redis.url()).unwrap());
+    publish(&p, 0, 0).await;
+    wait_for_list(&a, 0).await;
+}
