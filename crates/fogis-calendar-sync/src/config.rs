@@ -125,9 +125,11 @@ pub struct RedisOpts {
     pub redis_max_message_bytes: usize,
     #[command(flatten)]
     pub durable: DurableOpts,
-    /// Consumer group of the stream.
-    #[arg(long, env = "REDIS_CONSUMER_GROUP", default_value = "calendar-sync")]
-    pub redis_consumer_group: String,
+    /// Consumer group of the stream (default: `calendar-sync-<state id>`, this state's own, so
+    /// that every instance gets every list). Never give one group to two instances with their
+    /// own states: each would be handed a different part of the lists.
+    #[arg(long, env = "REDIS_CONSUMER_GROUP")]
+    pub redis_consumer_group: Option<String>,
     /// This instance's consumer name in the group (default: the host name). Keep it stable:
     /// entries received but not acknowledged before a crash go back to the same name at once.
     #[arg(long, env = "REDIS_CONSUMER_NAME")]
@@ -179,6 +181,14 @@ impl RedisOpts {
             .collect()
     }
 
+    /// `REDIS_CONSUMER_GROUP` when set and not blank.
+    pub fn consumer_group(&self) -> Option<&str> {
+        self.redis_consumer_group
+            .as_deref()
+            .map(str::trim)
+            .filter(|g| !g.is_empty())
+    }
+
     /// The library's subscriber configuration.
     pub fn subscriber_config(
         &self,
@@ -194,7 +204,10 @@ impl RedisOpts {
             latest_key: self.durable.latest_key(),
             stream: self.durable.stream().map(|key| fogis_pubsub::StreamConfig {
                 key,
-                group: self.redis_consumer_group.clone(),
+                group: self
+                    .consumer_group()
+                    .unwrap_or(fogis_pubsub::config::DEFAULT_STREAM_GROUP)
+                    .to_string(),
                 consumer: self
                     .redis_consumer_name
                     .clone()

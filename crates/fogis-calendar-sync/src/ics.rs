@@ -128,7 +128,11 @@ pub fn render_calendar(events: &[FeedEvent], opts: &FeedOptions) -> String {
     ln!(out, "X-WR-TIMEZONE:{}", opts.tz.name());
     ln!(out, "REFRESH-INTERVAL;VALUE=DURATION:PT15M");
     ln!(out, "X-PUBLISHED-TTL:PT15M");
-    if !events.is_empty() {
+    if events.is_empty() {
+        // RFC 5545 wants at least one component in a calendar: the feed's time zone, around
+        // today, keeps an empty feed valid for every parser (and tells subscribers the zone).
+        render_vtimezone_around(&mut out, opts.tz, &[opts.dtstamp]);
+    } else {
         render_vtimezone(&mut out, opts.tz, events);
     }
     for event in events {
@@ -254,7 +258,13 @@ fn year_start(year: i32) -> Option<i64> {
 }
 
 fn render_vtimezone(out: &mut String, tz: Tz, events: &[FeedEvent]) {
-    let times = || events.iter().flat_map(|e| [e.start, e.end]);
+    let times: Vec<DateTime<Utc>> = events.iter().flat_map(|e| [e.start, e.end]).collect();
+    render_vtimezone_around(out, tz, &times);
+}
+
+/// The VTIMEZONE covering `times` (each with a year either side); nothing when empty.
+fn render_vtimezone_around(out: &mut String, tz: Tz, times: &[DateTime<Utc>]) {
+    let times = || times.iter().copied();
     let Some(first) = times().min() else {
         return;
     };
@@ -497,7 +507,16 @@ mod tests {
             assert!(!text.contains(absent), "{absent}");
         }
         assert_eq!(count(&text, "STATUS:CANCELLED"), 1);
-        assert!(!render_calendar(&[], &o).contains("VTIMEZONE"));
+        // An empty feed still carries a component (RFC 5545): its time zone.
+        let empty = render_calendar(&[], &o);
+        assert_eq!(count(&empty, "BEGIN:VTIMEZONE"), 1);
+        assert_eq!(count(&empty, "BEGIN:VEVENT"), 0);
+        let unfolded = unfold(&empty);
+        let cal = read_calendar(&unfolded).unwrap();
+        assert_eq!(
+            prop(find(&cal.components, "VTIMEZONE"), "TZID"),
+            "Europe/Stockholm"
+        );
     }
 
     #[test]

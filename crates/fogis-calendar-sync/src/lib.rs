@@ -12,9 +12,12 @@
 pub mod checkpoint;
 pub mod config;
 pub mod engine;
+pub mod feed_cache;
+pub mod group_owner;
 pub mod held;
 pub mod http_server;
 pub mod ics;
+pub mod instance;
 pub mod mask;
 pub mod metrics;
 pub mod model;
@@ -25,6 +28,7 @@ pub mod reconcile;
 pub mod remote;
 pub mod server;
 pub mod sinks;
+pub mod state_health;
 pub mod status_page;
 pub mod store;
 pub mod title;
@@ -204,11 +208,27 @@ pub async fn run(
         tokio::task::spawn_blocking(move || open_engine_with(&state_opts, flags)).await??;
     let engine = Arc::new(engine);
     checkpoint::tune(&engine);
+    // Before anything is started: a refusal leaves nothing running.
+    let mut redis_opts = opts.redis.clone();
+    if redis_opts.durable.stream().is_some() && redis_opts.enabled() {
+        let e = engine.clone();
+        let id = tokio::task::spawn_blocking(move || instance::state_id(&e)).await??;
+        if redis_opts.consumer_group().is_none() {
+            redis_opts.redis_consumer_group = Some(instance::default_group(&id));
+        }
+        let config = redis_opts.subscriber_config()?;
+        if let Some(stream) = &config.stream {
+            group_owner::claim(&config.redis_url, &stream.key, &stream.group, &id).await?;
+        }
+    }
     let tracker = tokio_util::task::TaskTracker::new();
     let sinks_shutdown = shutdown.child_token();
     let sinks = sinks::Sinks::start(kinds, &engine, &tracker, &sinks_shutdown);
     let metrics = Arc::new(metrics::Metrics::default());
-    let sub_config = opts.redis.subscriber_config()?;
+    let sub_config = redis_opts.subscriber_config()?;
+    if let Some(stream) = &sub_config.stream {
+        tracing::info!(stream = %stream.key, group = %stream.group, consumer = %stream.consumer, "reading the stream");
+    }
     if sub_config.enabled {
         tracing::info!(
             redis = %sub_config.redis_url.redacted(),
@@ -237,6 +257,7 @@ pub async fn run(
         max_body_bytes: opts.max_body_bytes,
         started: Instant::now(),
         triggers: Arc::new(trigger::RateLimit::default()),
+        feeds: Arc::default(),
     };
     tracing::info!(%addr, data_dir = %opts.state.data_dir.display(), "fogis-calendar-sync listening");
     let app = server::router(state).merge(fogis_pubsub::http::router(subscriber.clone()));

@@ -123,6 +123,8 @@ pub struct Metrics {
     pub lag: Histogram,
     /// The same lags, the most recent ones, for exact quantiles.
     pub recent_lag: Recent,
+    /// Whether the state could be written the last time a list was applied.
+    pub state: crate::state_health::StateHealth,
 }
 
 /// Values read from elsewhere at scrape time.
@@ -199,6 +201,18 @@ impl Metrics {
         }
         out.push_str("# HELP fogis_held_snapshots Lists held instead of applied, waiting for confirmation.\n# TYPE fogis_held_snapshots gauge\n");
         let _ = writeln!(out, "fogis_held_snapshots {}", gauges.held);
+        out.push_str("# HELP fogis_state_writable 0 while lists wait because the state cannot be written (they are retried).\n# TYPE fogis_state_writable gauge\n");
+        let _ = writeln!(
+            out,
+            "fogis_state_writable {}",
+            u8::from(self.state.failing().is_none())
+        );
+        out.push_str("# HELP fogis_state_write_failures_total Attempts to apply a list that failed because the state could not be written.\n# TYPE fogis_state_write_failures_total counter\n");
+        let _ = writeln!(
+            out,
+            "fogis_state_write_failures_total {}",
+            self.state.failures()
+        );
         out.push_str("# HELP fogis_sync_lag_seconds Time from the message's timestamp to the state commit.\n# TYPE fogis_sync_lag_seconds histogram\n");
         self.lag.render(&mut out, "fogis_sync_lag_seconds");
         self.render_recent(&mut out);

@@ -1,7 +1,14 @@
 //! The bridge from the Redis subscriber to the engine: every snapshot the subscriber hands over
 //! is applied on a blocking thread (SQLite), counted, and timed from its envelope timestamp to
 //! the commit. Rejected payloads go to the quarantine.
+//!
+//! Only bad input is rejected. A snapshot that could not be committed because the state cannot
+//! be written (SQLite busy past its timeout, a full disk, an I/O error), or whose apply
+//! panicked, answers [`HandlerOutcome::Retry`]: the stream entry stays pending and a pub/sub
+//! snapshot stays in the subscriber's slot, both tried again after a backoff; `/health` shows
+//! it meanwhile ([`crate::state_health`]).
 
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -60,15 +67,25 @@ impl CalendarTarget {
             }
             r.map(|applied| (applied, committed_at))
         };
+        // A panic is our bug, not the input's fault: caught here, where it cannot poison the
+        // worker, and answered like a state that cannot be written (kept and retried).
+        let work = move || std::panic::catch_unwind(AssertUnwindSafe(work));
         let result = if Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread {
             // In place: the runtime hands this thread's other tasks to another worker, and the
             // commit starts now instead of after a blocking-pool thread has been woken (and
             // this task after it). Measured: most of the lag of an applied message on an idle
             // machine was those two wake-ups. See BENCHMARKS.md.
-            Ok(tokio::task::block_in_place(work))
+            tokio::task::block_in_place(work).map_err(|_| ())
         } else {
-            tokio::task::spawn_blocking(work).await
+            // A join error is a panic too (or a runtime shutting down): retried either way.
+            tokio::task::spawn_blocking(work)
+                .await
+                .map_err(|_| ())
+                .and_then(|r| r.map_err(|_| ()))
         };
+        if let Ok(Ok(_)) = &result {
+            self.metrics.state.recovered();
+        }
         match result {
             Ok(Ok((applied, committed_at))) => {
                 self.metrics
@@ -110,19 +127,30 @@ impl CalendarTarget {
                     }
                 }
             }
+            Ok(Err(ApplyError::Store(e))) => self.retry(&channel, &e.to_string()),
             Ok(Err(e)) => {
                 self.metrics.count_message(&channel, "rejected");
                 let reason = e.to_string();
                 tracing::warn!(%channel, reason = %mask_pii(&reason), "snapshot not applied");
                 HandlerOutcome::Rejected { reason }
             }
-            Err(join) => {
-                self.metrics.count_message(&channel, "rejected");
-                tracing::error!(error = %join, "applying a snapshot failed");
-                HandlerOutcome::Rejected {
-                    reason: "internal error".into(),
-                }
+            Err(()) => {
+                tracing::error!(%channel, "applying a snapshot panicked");
+                self.retry(&channel, "applying the list panicked")
             }
+        }
+    }
+
+    /// The snapshot could not be committed now: never acknowledged, never reported as bad
+    /// input, tried again by the subscriber after a backoff.
+    fn retry(&self, channel: &str, error: &str) -> HandlerOutcome {
+        self.metrics.count_message(channel, "retry");
+        self.metrics
+            .state
+            .failed(&format!("redis:{channel}"), error);
+        tracing::error!(%channel, %error, "the state cannot be written: the list is kept and retried");
+        HandlerOutcome::Retry {
+            reason: format!("the state cannot be written: {error}"),
         }
     }
 }

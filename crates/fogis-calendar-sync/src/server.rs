@@ -33,6 +33,8 @@ pub struct AppState {
     pub started: Instant,
     /// The rate of the body-less `POST /sync` trigger (see [`crate::trigger`]).
     pub triggers: Arc<crate::trigger::RateLimit>,
+    /// The feeds' validators (ETag, Last-Modified).
+    pub feeds: Arc<crate::feed_cache::Feeds>,
 }
 
 /// Errors a request can end in. The only place they become HTTP answers is `into_response`.
@@ -50,6 +52,9 @@ pub enum ApiError {
     TooManyRequests(std::time::Duration),
     #[error("internal error")]
     Internal(String),
+    /// The state cannot be written now (or applying panicked): nothing was changed; try again.
+    #[error("the state cannot be written now; nothing was applied, try again later")]
+    Unavailable(String),
 }
 
 impl IntoResponse for ApiError {
@@ -64,6 +69,10 @@ impl IntoResponse for ApiError {
                 // Internals are logged, never sent.
                 tracing::error!(error = %detail, "request failed");
                 StatusCode::INTERNAL_SERVER_ERROR
+            }
+            ApiError::Unavailable(detail) => {
+                tracing::error!(error = %detail, "request not applied: the state cannot be written");
+                StatusCode::SERVICE_UNAVAILABLE
             }
         };
         let mut resp = (
@@ -81,6 +90,12 @@ impl IntoResponse for ApiError {
                 HeaderValue::from(wait.as_secs().max(1)),
             );
         }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(crate::state_health::RETRY_AFTER_SECONDS),
+            );
+        }
         resp
     }
 }
@@ -94,8 +109,8 @@ pub fn router(state: AppState) -> Router {
         .route("/sync", post(sync))
         .route("/manual-sync", post(sync))
         .route("/matches", get(matches))
-        .route("/calendar.ics", get(calendar))
-        .route("/contacts.vcf", get(contacts))
+        .route("/calendar.ics", get(calendar).layer(compression()))
+        .route("/contacts.vcf", get(contacts).layer(compression()))
         .route("/sinks", get(sinks))
         .route("/quarantine", get(quarantine))
         .route("/metrics", get(metrics))
@@ -104,6 +119,37 @@ pub fn router(state: AppState) -> Router {
         .route("/held/{id}/discard", post(held_discard))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
+}
+
+/// gzip or br for the feeds when the client asks (`Accept-Encoding`), with `Vary`.
+fn compression() -> tower_http::compression::CompressionLayer {
+    tower_http::compression::CompressionLayer::new()
+}
+
+/// A feed's answer: `304` when the request's conditions say the client's copy is current, the
+/// body otherwise; the validators either way.
+fn feed_response(
+    headers: &HeaderMap,
+    v: crate::feed_cache::Validated,
+    content_type: &'static str,
+) -> Response {
+    let validators = [
+        (header::ETAG, v.etag.clone()),
+        (header::LAST_MODIFIED, v.last_modified_header()),
+        (header::CACHE_CONTROL, "no-cache".to_string()),
+    ];
+    if crate::feed_cache::not_modified(headers, &v, chrono::Utc::now()) {
+        // The compression layer adds `Vary` to bodies it may compress; a 304 has none, and
+        // must still say what a 200 would (RFC 9110 15.4.5).
+        let vary = [(header::VARY, "accept-encoding")];
+        return (StatusCode::NOT_MODIFIED, validators, vary).into_response();
+    }
+    (
+        validators,
+        [(header::CONTENT_TYPE, content_type)],
+        v.body.as_str().to_owned(),
+    )
+        .into_response()
 }
 
 /// Compares two secrets in time that depends only on their lengths.
@@ -168,13 +214,25 @@ pub(crate) fn may_see_personal_data(
 /// service to HTTP only, it does not make it unhealthy.
 async fn health(State(state): State<AppState>) -> Json<Value> {
     let engine = state.engine.clone();
-    let matches = engine.matches();
-    let in_feed = matches.iter().filter(|m| m.presence.in_feed()).count();
-    let held = engine.pending_holds();
+    // Off the async threads: the engine's lock can be held by an apply waiting for SQLite.
+    let (count, in_feed, held) = tokio::task::spawn_blocking(move || {
+        let matches = engine.matches();
+        let in_feed = matches.iter().filter(|m| m.presence.in_feed()).count();
+        (matches.len(), in_feed, engine.pending_holds())
+    })
+    .await
+    .unwrap_or_default();
     let mut attention = Vec::new();
     if held > 0 {
         attention.push(format!(
             "{held} list(s) held instead of applied (they would empty the calendar): see GET /held, confirm with POST /held/ID/apply"
+        ));
+    }
+    let failing = state.metrics.state.failing();
+    if let Some(f) = &failing {
+        attention.push(format!(
+            "the state cannot be written since {} ({} failed attempts, last: {}): waiting lists are kept and retried; check the disk and other processes holding state.db",
+            f.since, f.failed_attempts, f.last_error
         ));
     }
     let redis = state.subscriber.status();
@@ -189,10 +247,14 @@ async fn health(State(state): State<AppState>) -> Json<Value> {
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": state.started.elapsed().as_secs(),
         "mode": mode,
-        "matches": matches.len(),
+        "matches": count,
         "events_in_feed": in_feed,
         "held_snapshots": held,
         "attention": attention,
+        "state": {
+            "writable": failing.is_none(),
+            "failing": failing,
+        },
         "sinks": sink_summary(&state),
         "redis": {
             "enabled": redis.enabled,
@@ -203,6 +265,12 @@ async fn health(State(state): State<AppState>) -> Json<Value> {
             "reconnect_count": redis.reconnect_count,
             "last_error": redis.last_error,
             "last_sync_time": redis.last_sync_time,
+            "messages_retried": redis.messages_retried,
+            "stream": redis.stream.as_ref().map(|st| json!({
+                "pending": st.pending,
+                "acked": st.acked,
+                "retried": st.retried,
+            })),
         },
     }))
 }
@@ -253,21 +321,31 @@ async fn contacts(
     if !may_see_personal_data(&state, &headers, &query) {
         return Err(ApiError::Unauthorized);
     }
-    let book = crate::sinks::phonebook::phonebook(
-        &state.engine.matches(),
-        state.user_referee_number.as_deref(),
-        chrono::Utc::now(),
-    );
-    Ok((
-        [(header::CONTENT_TYPE, "text/vcard; charset=utf-8")],
-        crate::sinks::phonebook::render_all(&book),
-    )
-        .into_response())
+    let (engine, feeds) = (state.engine.clone(), state.feeds.clone());
+    let user = state.user_referee_number.clone();
+    let validated = tokio::task::spawn_blocking(move || {
+        let now = chrono::Utc::now();
+        let book = crate::sinks::phonebook::phonebook(&engine.matches(), user.as_deref(), now);
+        let text = crate::sinks::phonebook::render_all(&book);
+        feeds.contacts.validate(Arc::new(text), now)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(feed_response(
+        &headers,
+        validated,
+        "text/vcard; charset=utf-8",
+    ))
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
     let redis = state.subscriber.status();
-    let matches = state.engine.matches();
+    let engine = state.engine.clone();
+    // Off the async threads: the engine's lock can be held by an apply waiting for SQLite.
+    let (matches, held) =
+        tokio::task::spawn_blocking(move || (engine.matches(), engine.pending_holds()))
+            .await
+            .unwrap_or_default();
     let count = |p: Presence| matches.iter().filter(|m| m.presence == p).count();
     let gauges = Gauges {
         redis_enabled: redis.enabled,
@@ -278,7 +356,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
             .into_iter()
             .map(|p| (p.as_str(), count(p)))
             .collect(),
-        held: state.engine.pending_holds(),
+        held,
     };
     (
         [(
@@ -322,10 +400,17 @@ async fn sync(
     };
     let outcome = tokio::task::spawn_blocking(move || crate::apply_bytes(&engine, &body, "http"))
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        // A panic while applying: not the caller's fault, and nothing was committed.
+        .unwrap_or_else(|e| Err(crate::IngestError::Fatal(format!("applying panicked: {e}"))));
+    match &outcome {
+        Ok(_) => state.metrics.state.recovered(),
+        Err(crate::IngestError::Fatal(e)) => state.metrics.state.failed("http", e),
+        Err(_) => {}
+    }
     let label = match &outcome {
         Ok(a) => a.outcome.label(),
         Err(crate::IngestError::NotAMatchUpdate(_)) => "ignored",
+        Err(crate::IngestError::Fatal(_)) => "retry",
         Err(_) => "rejected",
     };
     state.metrics.count_message("http", label);
@@ -338,7 +423,7 @@ async fn sync(
         Err(crate::IngestError::NotAMatchUpdate(kind)) => Err(ApiError::BadRequest(format!(
             "a {kind} message carries no matches; post a match update"
         ))),
-        Err(crate::IngestError::Fatal(e)) => Err(ApiError::Internal(e)),
+        Err(crate::IngestError::Fatal(e)) => Err(ApiError::Unavailable(e)),
     }
 }
 
@@ -389,7 +474,7 @@ impl From<ApplyError> for ApiError {
                 ApiError::BadRequest(e.to_string())
             }
             ApplyError::NoSuchHold(_) => ApiError::NotFound(e.to_string()),
-            ApplyError::Store(e) => ApiError::Internal(e.to_string()),
+            ApplyError::Store(e) => ApiError::Unavailable(e.to_string()),
         }
     }
 }
@@ -479,12 +564,12 @@ async fn matches(
     Query(query): Query<TokenQuery>,
 ) -> Json<Value> {
     let personal = may_see_personal_data(&state, &headers, &query);
-    let list: Vec<Value> = state
-        .engine
-        .matches()
-        .iter()
-        .map(|m| match_json(m, personal))
-        .collect();
+    let engine = state.engine.clone();
+    // Off the async threads: the engine's lock can be held by an apply waiting for SQLite.
+    let all = tokio::task::spawn_blocking(move || engine.matches())
+        .await
+        .unwrap_or_default();
+    let list: Vec<Value> = all.iter().map(|m| match_json(m, personal)).collect();
     Json(json!({"success": true, "count": list.len(), "matches": list}))
 }
 
@@ -502,29 +587,18 @@ async fn calendar(
             return Err(ApiError::Unauthorized);
         }
     }
-    let etag = format!("\"g{}\"", state.engine.generation());
-    if headers
-        .get(header::IF_NONE_MATCH)
-        .is_some_and(|v| v.as_bytes() == etag.as_bytes())
-    {
-        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
-    }
-    let engine = state.engine.clone();
-    let text = tokio::task::spawn_blocking(move || engine.feed())
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok((
-        [
-            (
-                header::CONTENT_TYPE,
-                "text/calendar; charset=utf-8".to_string(),
-            ),
-            (header::ETAG, etag),
-            (header::CACHE_CONTROL, "no-cache".to_string()),
-        ],
-        text.as_str().to_owned(),
-    )
-        .into_response())
+    let (engine, feeds) = (state.engine.clone(), state.feeds.clone());
+    // Rendered once per change and digested once per render, off the async threads.
+    let validated = tokio::task::spawn_blocking(move || {
+        feeds.calendar.validate(engine.feed(), chrono::Utc::now())
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(feed_response(
+        &headers,
+        validated,
+        "text/calendar; charset=utf-8",
+    ))
 }
 
 async fn quarantine(

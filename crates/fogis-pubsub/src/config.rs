@@ -81,7 +81,9 @@ impl RedisUrl {
         scrub(text, &self.0)
     }
 
-    pub(crate) fn client(&self) -> Result<redis::Client, redis::RedisError> {
+    /// A client for this URL, with the TLS crypto provider installed for `rediss://` (so that
+    /// an application's own commands on the same Redis cannot panic for want of one).
+    pub fn client(&self) -> Result<redis::Client, redis::RedisError> {
         if self.0.starts_with("rediss:") || self.0.starts_with("valkeys:") {
             ensure_crypto_provider();
         }

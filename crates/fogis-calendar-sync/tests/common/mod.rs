@@ -80,7 +80,7 @@ pub fn redis_opts(url: Option<&str>) -> RedisOpts {
             redis_stream: None,
             redis_stream_maxlen: 10_000,
         },
-        redis_consumer_group: "calendar-sync".into(),
+        redis_consumer_group: None,
         redis_consumer_name: Some("test".into()),
         redis_stream_claim_idle_seconds: 60,
     }

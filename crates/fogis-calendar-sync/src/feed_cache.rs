@@ -1,0 +1,280 @@
+//! Validators and conditional requests for the feeds (`/calendar.ics`, `/contacts.vcf`).
+//!
+//! A phone subscribed to the feed polls it with `If-None-Match` (or `If-Modified-Since`) and
+//! keeps its copy on `304`. So a validator must never name two contents, not even across a
+//! restart:
+//!
+//! - **ETag**: a weak tag, `W/"<digest>"`, of the body's SHA-256 with the lines that change on
+//!   every render but carry no content left out (the calendar's `DTSTAMP`). The same content
+//!   gives the same tag before and after a restart (no needless download), and different
+//!   content a different one (no stale copy). Weak, because the body may be sent compressed or
+//!   not (RFC 9110 8.8.3: a strong tag names one byte sequence).
+//! - **Last-Modified**: when this process first served the current content; a later content gets
+//!   a later second, even within one second of the previous one. After a restart it is the
+//!   first render's time: a client asking `If-Modified-Since` an earlier time downloads once
+//!   more, which costs a download and never a change.
+//!
+//! [`not_modified`] evaluates the request's conditions as RFC 9110 section 13.2.2 orders them:
+//! `If-None-Match` (weak comparison, lists, `*`) when present, else `If-Modified-Since`.
+
+use std::sync::{Arc, Mutex};
+
+use axum::http::{header, HeaderMap};
+use chrono::{DateTime, Duration, SubsecRound, Utc};
+use sha2::{Digest, Sha256};
+
+/// The caches of the service's two feeds.
+#[derive(Debug)]
+pub struct Feeds {
+    pub calendar: FeedCache,
+    pub contacts: FeedCache,
+}
+
+impl Default for Feeds {
+    fn default() -> Self {
+        Feeds {
+            // DTSTAMP is the render time: it changes on every render, the content does not.
+            calendar: FeedCache::new(&["DTSTAMP:"]),
+            // A card's REV is its data's change time, part of the content.
+            contacts: FeedCache::new(&[]),
+        }
+    }
+}
+
+/// The validators of one body.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    pub body: Arc<String>,
+    /// `W/"..."`, ready for the `ETag` header.
+    pub etag: String,
+    pub last_modified: DateTime<Utc>,
+}
+
+impl Validated {
+    /// `Last-Modified` as an HTTP date (IMF-fixdate).
+    pub fn last_modified_header(&self) -> String {
+        http_date(self.last_modified)
+    }
+}
+
+/// The last body served of one feed and its validators. A `std::sync::Mutex`: held only to
+/// compare and replace, never across I/O or an `.await`.
+#[derive(Debug)]
+pub struct FeedCache {
+    /// Line prefixes left out of the digest.
+    volatile: &'static [&'static str],
+    last: Mutex<Option<Validated>>,
+}
+
+impl FeedCache {
+    /// A cache whose digest skips lines starting with one of `volatile`.
+    pub fn new(volatile: &'static [&'static str]) -> FeedCache {
+        FeedCache {
+            volatile,
+            last: Mutex::new(None),
+        }
+    }
+
+    /// The validators of `body`, served at `now`.
+    pub fn validate(&self, body: Arc<String>, now: DateTime<Utc>) -> Validated {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(v) = last.as_ref().filter(|v| Arc::ptr_eq(&v.body, &body)) {
+            return v.clone();
+        }
+        let etag = etag_of(&body, self.volatile);
+        let now = now.trunc_subsecs(0);
+        let last_modified = match last.as_ref() {
+            Some(v) if v.etag == etag => v.last_modified,
+            // HTTP dates have whole seconds: a change within the second of the previous one
+            // must still be later than it, or `If-Modified-Since` would hide it.
+            Some(v) => now.max(v.last_modified + Duration::seconds(1)),
+            None => now,
+        };
+        let v = Validated {
+            body,
+            etag,
+            last_modified,
+        };
+        *last = Some(v.clone());
+        v
+    }
+}
+
+/// `W/"<hex>"`: the first 128 bits of the SHA-256 of `body` without its `volatile` lines.
+pub fn etag_of(body: &str, volatile: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for line in body.split_inclusive('\n') {
+        if !volatile.iter().any(|p| line.starts_with(p)) {
+            h.update(line.as_bytes());
+        }
+    }
+    let digest = h.finalize();
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("W/\"{hex}\"")
+}
+
+/// Whether the request's conditions say the client's copy is current: `304 Not Modified`.
+pub fn not_modified(headers: &HeaderMap, v: &Validated, now: DateTime<Utc>) -> bool {
+    let mut inm = headers.get_all(header::IF_NONE_MATCH).iter().peekable();
+    if inm.peek().is_some() {
+        let ours = opaque(&v.etag);
+        return inm.any(|value| {
+            value
+                .to_str()
+                .ok()
+                .is_some_and(|list| if_none_match_hits(list, ours))
+        });
+    }
+    let Some(since) = headers
+        .get(header::IF_MODIFIED_SINCE)
+        .and_then(|h| h.to_str().ok())
+        .and_then(parse_http_date)
+    else {
+        return false;
+    };
+    // A date later than our clock is not one we sent: ignored (the client's own clock, say).
+    v.last_modified <= since && since <= now
+}
+
+/// The opaque part of an entity tag (`W/"x"` and `"x"` give `x`).
+fn opaque(tag: &str) -> &str {
+    let tag = tag.strip_prefix("W/").unwrap_or(tag);
+    tag.strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(tag)
+}
+
+/// Weak comparison of one `If-None-Match` field value (`*`, or a comma list of entity tags, each
+/// maybe `W/`) with our opaque tag. A malformed value matches nothing: the full answer is
+/// never wrong.
+fn if_none_match_hits(list: &str, ours: &str) -> bool {
+    if list.trim() == "*" {
+        return true;
+    }
+    let mut rest = list;
+    loop {
+        rest = rest.trim_start_matches([',', ' ', '\t']);
+        if rest.is_empty() {
+            return false;
+        }
+        rest = rest.strip_prefix("W/").unwrap_or(rest);
+        let Some(quoted) = rest.strip_prefix('"') else {
+            return false;
+        };
+        // An opaque tag may hold commas but no quote.
+        let Some(end) = quoted.find('"') else {
+            return false;
+        };
+        if &quoted[..end] == ours {
+            return true;
+        }
+        rest = &quoted[end + 1..];
+    }
+}
+
+/// An IMF-fixdate: `Sun, 06 Nov 1994 08:49:37 GMT`.
+pub fn http_date(t: DateTime<Utc>) -> String {
+    t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
+}
+
+/// An HTTP date in the preferred form (RFC 2822 syntax, which also reads `+0000`). The
+/// obsolete forms are not read: the condition is then ignored and the full answer sent.
+fn parse_http_date(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc2822(s.trim())
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(k.clone(), HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn the_tag_follows_the_content_not_the_render_time() {
+        let a = "BEGIN:VEVENT\r\nDTSTAMP:20260101T000000Z\r\nSUMMARY:A\r\n";
+        let b = "BEGIN:VEVENT\r\nDTSTAMP:20270101T000000Z\r\nSUMMARY:A\r\n";
+        let c = "BEGIN:VEVENT\r\nDTSTAMP:20260101T000000Z\r\nSUMMARY:B\r\n";
+        let skip = &["DTSTAMP:"];
+        assert_eq!(etag_of(a, skip), etag_of(b, skip));
+        assert_ne!(etag_of(a, skip), etag_of(c, skip));
+        assert_ne!(etag_of(a, &[]), etag_of(b, &[]));
+        assert!(etag_of(a, skip).starts_with("W/\"") && etag_of(a, skip).ends_with('"'));
+    }
+
+    #[test]
+    fn last_modified_moves_only_with_the_content_and_always_forward() {
+        let cache = FeedCache::new(&["DTSTAMP:"]);
+        let t0 = at("2026-01-01T10:00:00.700Z");
+        let v1 = cache.validate(Arc::new("DTSTAMP:1\nA\n".into()), t0);
+        assert_eq!(v1.last_modified, at("2026-01-01T10:00:00Z"));
+        // Re-rendered, same content: same validators.
+        let again = cache.validate(Arc::new("DTSTAMP:2\nA\n".into()), t0 + Duration::hours(1));
+        assert_eq!(
+            (again.etag.as_str(), again.last_modified),
+            (v1.etag.as_str(), v1.last_modified)
+        );
+        // Changed within the same second: still a later Last-Modified.
+        let v2 = cache.validate(Arc::new("DTSTAMP:3\nB\n".into()), t0);
+        assert_ne!(v2.etag, v1.etag);
+        assert_eq!(v2.last_modified, v1.last_modified + Duration::seconds(1));
+        let v3 = cache.validate(Arc::new("C\n".into()), t0 + Duration::minutes(5));
+        assert_eq!(v3.last_modified, at("2026-01-01T10:05:00Z"));
+    }
+
+    #[test]
+    fn if_none_match_uses_weak_comparison_lists_and_star() {
+        let now = at("2026-01-01T12:00:00Z");
+        let v = FeedCache::new(&[]).validate(Arc::new("x".into()), now);
+        let tag = opaque(&v.etag).to_string();
+        let inm = |value: &str| not_modified(&headers(&[(header::IF_NONE_MATCH, value)]), &v, now);
+        assert!(inm(&format!("W/\"{tag}\"")));
+        assert!(inm(&format!("\"{tag}\"")));
+        assert!(inm(&format!("\"a\", W/\"b,c\" ,\"{tag}\"")));
+        assert!(inm("*"));
+        assert!(!inm("\"a\", \"b\""));
+        assert!(!inm(&format!("W/{tag}")));
+        assert!(!inm(&format!("\"{tag}")));
+        assert!(!inm(""));
+        // Two header lines count as one list.
+        let two = headers(&[
+            (header::IF_NONE_MATCH, "\"a\""),
+            (header::IF_NONE_MATCH, &format!("W/\"{tag}\"")),
+        ]);
+        assert!(not_modified(&two, &v, now));
+    }
+
+    #[test]
+    fn if_modified_since_only_without_if_none_match_and_never_from_the_future() {
+        let served = at("2026-01-01T12:00:00Z");
+        let v = FeedCache::new(&[]).validate(Arc::new("x".into()), served);
+        let now = served + Duration::minutes(10);
+        let ims =
+            |value: &str| not_modified(&headers(&[(header::IF_MODIFIED_SINCE, value)]), &v, now);
+        assert_eq!(v.last_modified_header(), "Thu, 01 Jan 2026 12:00:00 GMT");
+        assert!(ims("Thu, 01 Jan 2026 12:00:00 GMT"));
+        assert!(ims("Thu, 01 Jan 2026 12:05:00 GMT"));
+        assert!(!ims("Thu, 01 Jan 2026 11:59:59 GMT"));
+        assert!(!ims("Thu, 01 Jan 2026 13:00:00 GMT"));
+        assert!(!ims("Thursday, 01-Jan-26 12:00:00 GMT"));
+        assert!(!ims("yesterday"));
+        let both = headers(&[
+            (header::IF_NONE_MATCH, "\"other\""),
+            (header::IF_MODIFIED_SINCE, "Thu, 01 Jan 2026 12:00:00 GMT"),
+        ]);
+        assert!(!not_modified(&both, &v, now));
+    }
+}
