@@ -78,6 +78,9 @@ pub struct ApplyMode {
     /// Skip a snapshot whose envelope timestamp is older than the newest one applied this way
     /// (Redis: pub/sub, catch-up and stream may deliver an older list after a newer one).
     pub skip_older: bool,
+    /// A pulled list ([`crate::pull`]): skip it (as stale) when a list from another source was
+    /// applied since [`Engine::live_applied`] said this; it may be older than that one.
+    pub unless_live_since: Option<u64>,
 }
 
 /// The `meta` key of the newest envelope timestamp applied from Redis.
@@ -116,6 +119,8 @@ pub struct Engine {
     feed_cache: Mutex<Option<(u64, Arc<String>)>>,
     /// Bumped whenever outbox work is committed; sink workers wait on it.
     outbox_signal: tokio::sync::watch::Sender<u64>,
+    /// Lists applied from sources other than the pull (under the lock, after their commit).
+    live_applied: AtomicU64,
 }
 
 impl std::fmt::Debug for Engine {
@@ -142,6 +147,7 @@ impl Engine {
             generation: AtomicU64::new(1),
             feed_cache: Mutex::new(None),
             outbox_signal: tokio::sync::watch::Sender::new(0),
+            live_applied: AtomicU64::new(0),
         })
     }
 
@@ -222,7 +228,17 @@ impl Engine {
                 self.generation.fetch_add(1, Ordering::Release);
             }
         }
+        // Still under the lock: a pull applying after this sees it.
+        if keep && !applied.duplicate && applied.held.is_none() && origin != crate::pull::ORIGIN {
+            self.live_applied.fetch_add(1, Ordering::AcqRel);
+        }
         Ok(applied)
+    }
+
+    /// How many lists from sources other than the pull were applied (see
+    /// [`ApplyMode::unless_live_since`]).
+    pub fn live_applied(&self) -> u64 {
+        self.live_applied.load(Ordering::Acquire)
     }
 
     /// [`Engine::apply_with`] inside its transaction: nothing here commits, and the mirror is
@@ -261,6 +277,15 @@ impl Engine {
                 applied.duplicate = true;
                 return Ok(applied);
             }
+        }
+        if mode
+            .unless_live_since
+            .is_some_and(|since| self.live_applied() != since)
+        {
+            tracing::info!(%origin, "a list from another source was applied meanwhile: this one is dropped");
+            applied.duplicate = true;
+            applied.stale = true;
+            return Ok(applied);
         }
         let sent_at = snapshot.meta.timestamp.filter(|_| mode.skip_older);
         if let Some(sent) = sent_at {

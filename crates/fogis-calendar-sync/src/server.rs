@@ -31,6 +31,8 @@ pub struct AppState {
     pub feed_token: Option<Secret>,
     pub max_body_bytes: usize,
     pub started: Instant,
+    /// The FOGIS pull source (disabled without `FOGIS_API_CLIENT_URL`).
+    pub pull: crate::pull::Pull,
 }
 
 /// Errors a request can end in. The only place they become HTTP answers is `into_response`.
@@ -166,6 +168,7 @@ async fn health(State(state): State<AppState>) -> Json<Value> {
             "{held} list(s) held instead of applied (they would empty the calendar): see GET /held, confirm with POST /held/ID/apply"
         ));
     }
+    attention.extend(state.pull.attention());
     let redis = state.subscriber.status();
     let mode = match (redis.enabled, redis.connected) {
         (false, _) => "http-only (Redis disabled)",
@@ -183,6 +186,7 @@ async fn health(State(state): State<AppState>) -> Json<Value> {
         "held_snapshots": held,
         "attention": attention,
         "sinks": sink_summary(&state),
+        "pull": state.pull.status(),
         "redis": {
             "enabled": redis.enabled,
             "connected": redis.connected,
@@ -269,12 +273,14 @@ async fn metrics(State(state): State<AppState>) -> Response {
             .collect(),
         held: state.engine.pending_holds(),
     };
+    let mut text = state.metrics.render(&gauges);
+    state.pull.render_metrics(&mut text);
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(&gauges),
+        text,
     )
         .into_response()
 }

@@ -92,7 +92,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::SubscriberConfig;
-use crate::envelope::Snapshot;
+use crate::envelope::{Snapshot, StatusUpdate};
 use crate::error::RejectReason;
 use crate::publisher::Publisher;
 use crate::status::{StatusCell, StreamStatus, SubscriberStatus};
@@ -181,6 +181,16 @@ pub trait SyncTarget: Send + Sync {
         let _ = rejected;
         Box::pin(std::future::ready(()))
     }
+
+    /// Called when a `processing_status` `completed` says changes were detected but no match
+    /// list arrived since the `started` before it, on the same connection: the processor's
+    /// publish was lost (it does not retry one), or never made. The list must be fetched some
+    /// other way. Counted in [`SubscriberStatus::lost_publishes`]. Several waiting are merged
+    /// into one call with the newest status.
+    fn on_publish_lost(&self, status: StatusUpdate) -> BoxFuture<'_, ()> {
+        let _ = status;
+        Box::pin(std::future::ready(()))
+    }
 }
 
 impl<T: SyncTarget + ?Sized> SyncTarget for Arc<T> {
@@ -193,6 +203,9 @@ impl<T: SyncTarget + ?Sized> SyncTarget for Arc<T> {
     fn on_rejected(&self, rejected: RejectedPayload) -> BoxFuture<'_, ()> {
         (**self).on_rejected(rejected)
     }
+    fn on_publish_lost(&self, status: StatusUpdate) -> BoxFuture<'_, ()> {
+        (**self).on_publish_lost(status)
+    }
 }
 
 impl<T: SyncTarget + ?Sized> SyncTarget for Box<T> {
@@ -204,6 +217,9 @@ impl<T: SyncTarget + ?Sized> SyncTarget for Box<T> {
     }
     fn on_rejected(&self, rejected: RejectedPayload) -> BoxFuture<'_, ()> {
         (**self).on_rejected(rejected)
+    }
+    fn on_publish_lost(&self, status: StatusUpdate) -> BoxFuture<'_, ()> {
+        (**self).on_publish_lost(status)
     }
 }
 
@@ -305,6 +321,9 @@ pub(crate) struct Shared {
     pub(crate) inbox: inbox::Inbox,
     /// A separate connection for probes; the subscribed connection cannot publish.
     pub(crate) publisher: Publisher,
+    /// Where the processor's current cycle is, as the pub/sub reader saw it (see
+    /// [`intake::cycle_status`]): one of the `CYCLE_*` values of the intake module.
+    pub(crate) cycle: std::sync::atomic::AtomicU8,
 }
 
 impl Shared {
@@ -336,6 +355,7 @@ impl Shared {
             probes: Mutex::new(HashMap::new()),
             inbox: inbox::Inbox::default(),
             publisher: Publisher::new(config.redis_url.clone()).with_timeout(handle::PROBE_TIMEOUT),
+            cycle: std::sync::atomic::AtomicU8::new(intake::CYCLE_NONE),
             config,
         }
     }
