@@ -201,6 +201,8 @@ struct Inner {
     retry_at: Option<Instant>,
     backoff: u32,
     last: Option<Fingerprint>,
+    /// The reason of the last invalid answer kept in the quarantine, while the source fails.
+    quarantined: Option<String>,
 }
 
 struct Shared {
@@ -260,6 +262,7 @@ impl Pull {
                 retry_at: None,
                 backoff: 0,
                 last: None,
+                quarantined: None,
             }),
             wake: Notify::new(),
             duration: Histogram::default(),
@@ -486,14 +489,19 @@ impl Pull {
         }
     }
 
-    /// A failure of the source. The first one of an outage keeps an invalid answer in the
-    /// quarantine (later ones would only repeat it).
+    /// A failure of the source. An invalid answer is kept in the quarantine, once per outage
+    /// and reason (the retries would only repeat it).
     async fn failed(&self, engine: &Arc<Engine>, e: FetchError) -> (PullResult, String) {
-        let first = self.lock().status.consecutive_failures == 0;
         match e {
             FetchError::Unavailable(reason) => (PullResult::Failed, reason),
             FetchError::Invalid { reason, body } => {
-                if first {
+                let new = {
+                    let mut inner = self.lock();
+                    let new = inner.quarantined.as_deref() != Some(reason.as_str());
+                    inner.quarantined = Some(reason.clone());
+                    new
+                };
+                if new {
                     let engine = engine.clone();
                     let why = reason.clone();
                     let _ = tokio::task::spawn_blocking(move || {
@@ -529,6 +537,7 @@ impl Pull {
             inner.status.last_success_at = Some(Utc::now());
             inner.backoff = 0;
             inner.retry_at = None;
+            inner.quarantined = None;
             match result {
                 PullResult::Applied => {
                     tracing::info!(trigger = why.as_str(), "pulled list applied: {detail}")
