@@ -12,6 +12,7 @@ use chrono::{DateTime, Duration, Utc};
 use fogis_pubsub::Snapshot;
 use serde::Serialize;
 
+use crate::held::Resolution;
 use crate::ics::{self, FeedEvent, FeedOptions};
 use crate::outbox::NewWork;
 use crate::reconcile::{self, Action, Counts, Plan, Presence, StoredMatch};
@@ -44,25 +45,58 @@ pub struct SinkFlags {
     pub google_contacts: bool,
 }
 
+/// What became of one snapshot that was not refused: decided once, in
+/// [`Engine::apply_with`]; every caller (HTTP status, metric label, log line, stream ack)
+/// matches on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Committed (possibly changing nothing: the same list under a new id).
+    Applied,
+    /// The message id was applied before: nothing was done.
+    Duplicate,
+    /// A catch-up copy older than the list last applied: skipped.
+    Stale,
+    /// Kept back by the guard (see [`crate::held`]); the counts say what it would do.
+    Held(HeldInfo),
+}
+
+impl Outcome {
+    /// One word for metrics, logs and the sync log.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Stale => "stale",
+            Outcome::Held(_) => "held",
+        }
+    }
+}
+
 /// What applying one snapshot did.
 #[derive(Debug, Clone, Serialize)]
 pub struct Applied {
-    /// The message id was applied before: nothing was done.
-    pub duplicate: bool,
-    /// Older than a list already applied from Redis: skipped (also counted as a duplicate).
-    pub stale: bool,
+    pub outcome: Outcome,
     pub counts: Counts,
     pub message_id: Option<String>,
     /// Reasons of the rejected matches.
     pub rejections: Vec<String>,
-    /// The list was held, not applied (see [`crate::held`]); `counts` say what it would do.
-    pub held: Option<HeldInfo>,
     #[serde(skip)]
     pub plan: Plan,
 }
 
+impl Applied {
+    /// The hold, when the list was held.
+    pub fn held(&self) -> Option<&HeldInfo> {
+        match &self.outcome {
+            Outcome::Held(h) => Some(h),
+            _ => None,
+        }
+    }
+}
+
 /// A list kept back by the guard.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HeldInfo {
     pub id: i64,
     pub reason: String,
@@ -73,18 +107,20 @@ pub struct HeldInfo {
 pub struct ApplyMode {
     /// Plan only.
     pub dry_run: bool,
-    /// Skip the guard against emptying the calendar (an operator confirmed).
-    pub force: bool,
-    /// Skip a snapshot whose envelope timestamp is older than the newest one applied this way
-    /// (Redis: pub/sub, catch-up and stream may deliver an older list after a newer one).
-    pub skip_older: bool,
-    /// A pulled list ([`crate::pull`]): skip it (as stale) when a list from another source was
-    /// applied since [`Engine::live_applied`] said this; it may be older than that one.
+    /// Skip the guard against emptying the calendar: an operator applies this held list.
+    pub operator_applies: Option<i64>,
+    /// The list is a copy read by another path than the live one (the catch-up key read on a
+    /// reconnect): skipped as stale when its envelope timestamp is older than that of the list
+    /// applied last. Live pub/sub lists and stream entries are never skipped for their
+    /// timestamp: they arrive in publish order, and the publisher's clock may step back.
+    pub catch_up: bool,
+    /// A pulled list ([`crate::pull`]): skipped as stale when a list from another source was
+    /// applied since [`Engine::live_applied`] said this (the pull may be older than that one).
     pub unless_live_since: Option<u64>,
 }
 
-/// The `meta` key of the newest envelope timestamp applied from Redis.
-const LAST_REDIS_TIMESTAMP: &str = "last_redis_timestamp";
+/// The `meta` key of the envelope timestamp of the list applied last.
+const LAST_APPLIED_TIMESTAMP: &str = "last_redis_timestamp";
 
 /// Why a snapshot was not applied.
 #[derive(Debug, thiserror::Error)]
@@ -188,7 +224,7 @@ impl Engine {
     }
 
     /// The one place a snapshot is applied: duplicate check, plan, the guard against emptying
-    /// the calendar (unless `mode.force`), commit.
+    /// the calendar (unless an operator applies a held list), commit.
     pub fn apply_with(
         &self,
         snapshot: &Snapshot,
@@ -219,7 +255,7 @@ impl Engine {
             self.outbox_signal.send_modify(|g| *g += 1);
         }
         // The mirror follows the file only once the transaction is committed.
-        if keep && !applied.duplicate && applied.held.is_none() {
+        if keep && applied.outcome == Outcome::Applied {
             let writes: Vec<&StoredMatch> = applied.plan.writes().collect();
             if !writes.is_empty() {
                 for next in writes {
@@ -229,7 +265,7 @@ impl Engine {
             }
         }
         // Still under the lock: a pull applying after this sees it.
-        if keep && !applied.duplicate && applied.held.is_none() && origin != crate::pull::ORIGIN {
+        if keep && applied.outcome == Outcome::Applied && origin != crate::held::PULL_ORIGIN {
             self.live_applied.fetch_add(1, Ordering::AcqRel);
         }
         Ok(applied)
@@ -254,12 +290,10 @@ impl Engine {
         self.reload_if_changed(inner)?;
         let message_id = snapshot.meta.message_id.clone();
         let mut applied = Applied {
-            duplicate: false,
-            stale: false,
+            outcome: Outcome::Applied,
             counts: Counts::default(),
             message_id: message_id.clone(),
             rejections: vec![],
-            held: None,
             plan: Plan::default(),
         };
         if let Some(id) = &message_id {
@@ -274,7 +308,7 @@ impl Engine {
                         detail: None,
                     })?;
                 }
-                applied.duplicate = true;
+                applied.outcome = Outcome::Duplicate;
                 return Ok(applied);
             }
         }
@@ -282,21 +316,43 @@ impl Engine {
             .unless_live_since
             .is_some_and(|since| self.live_applied() != since)
         {
-            tracing::info!(%origin, "a list from another source was applied meanwhile: this one is dropped");
-            applied.duplicate = true;
-            applied.stale = true;
+            if !mode.dry_run {
+                inner.store.log(&LogEntry {
+                    at: now,
+                    origin: origin.to_string(),
+                    message_id: message_id.clone(),
+                    outcome: "stale".into(),
+                    counts: None,
+                    detail: Some(
+                        "a list from another source was applied while it was fetched".into(),
+                    ),
+                })?;
+            }
+            tracing::info!(%origin, "a list from another source was applied while this one was fetched: dropped");
+            applied.outcome = Outcome::Stale;
             return Ok(applied);
         }
-        let sent_at = snapshot.meta.timestamp.filter(|_| mode.skip_older);
-        if let Some(sent) = sent_at {
-            let newest = inner
+        let sent_at = snapshot.meta.timestamp;
+        if let Some(sent) = sent_at.filter(|_| mode.catch_up) {
+            let last = inner
                 .store
-                .get_meta(LAST_REDIS_TIMESTAMP)?
+                .get_meta(LAST_APPLIED_TIMESTAMP)?
                 .and_then(|t| DateTime::parse_from_rfc3339(&t).ok());
-            if newest.is_some_and(|n| sent < n) {
-                tracing::info!(%origin, message_id = ?message_id, "an older list than the one applied: skipped");
-                applied.duplicate = true;
-                applied.stale = true;
+            if let Some(last) = last.filter(|last| sent < *last) {
+                if !mode.dry_run {
+                    inner.store.log(&LogEntry {
+                        at: now,
+                        origin: origin.to_string(),
+                        message_id: message_id.clone(),
+                        outcome: "stale".into(),
+                        counts: None,
+                        detail: Some(format!(
+                            "sent {sent}, older than the list applied last (sent {last})"
+                        )),
+                    })?;
+                }
+                tracing::info!(%origin, message_id = ?message_id, sent = %sent, last_applied = %last, "stale list skipped: older than the list applied last");
+                applied.outcome = Outcome::Stale;
                 return Ok(applied);
             }
         }
@@ -310,8 +366,14 @@ impl Engine {
             return Err(ApplyError::AllRejected(applied.rejections));
         }
         applied.counts = plan.counts();
-        let mut resolution = "superseded";
-        if !mode.force {
+        let mut resolution = Resolution {
+            by: origin,
+            hold: None,
+            only_from: (origin == crate::held::PULL_ORIGIN).then_some(origin),
+        };
+        if let Some(id) = mode.operator_applies {
+            resolution.hold = Some((id, "applied"));
+        } else {
             let future = inner
                 .state
                 .values()
@@ -322,32 +384,16 @@ impl Engine {
                     .hold
                     .check(snapshot, future, applied.counts.withdrawn)
             {
-                if inner.store.confirming_hold(snapshot)?.is_some() {
-                    resolution = "confirmed";
-                    tracing::warn!(%origin, %reason, "a held list was confirmed by a later message: applying it");
+                if let Some(id) = inner.store.confirming_hold(snapshot, origin)? {
+                    resolution.hold = Some((id, "confirmed"));
+                    tracing::warn!(%origin, held_id = id, %reason, "a held list was confirmed by an independent source (FOGIS itself): applying it");
                 } else {
-                    let id = if mode.dry_run {
-                        0
-                    } else {
-                        let id = inner.store.hold(origin, snapshot, &reason)?;
-                        inner.store.log(&LogEntry {
-                            at: now,
-                            origin: origin.to_string(),
-                            message_id: message_id.clone(),
-                            outcome: "held".into(),
-                            counts: Some(applied.counts),
-                            detail: Some(reason.clone()),
-                        })?;
-                        id
-                    };
-                    tracing::warn!(%origin, held_id = id, %reason, "list held, not applied: confirm with POST /held/{id}/apply or wait for a later message with the same list");
-                    applied.held = Some(HeldInfo { id, reason });
+                    let info = self.hold(inner, snapshot, origin, mode, now, &applied, reason)?;
+                    applied.outcome = Outcome::Held(info);
                     applied.plan = plan;
                     return Ok(applied);
                 }
             }
-        } else {
-            resolution = "applied";
         }
         if !mode.dry_run {
             let writes: Vec<&StoredMatch> = plan.writes().collect();
@@ -365,10 +411,10 @@ impl Engine {
                 detail: (!applied.rejections.is_empty()).then(|| applied.rejections.join("; ")),
             };
             let work = self.outbox_work(&plan, snapshot);
-            // The newest Redis timestamp and the holds it resolves go in the same transaction.
+            // The list's timestamp and the holds it resolves go in the same transaction.
             let extra = CommitExtra {
                 meta: sent_at
-                    .map(|sent| (LAST_REDIS_TIMESTAMP, sent.to_rfc3339()))
+                    .map(|sent| (LAST_APPLIED_TIMESTAMP, sent.to_rfc3339()))
                     .into_iter()
                     .collect(),
                 resolve_holds: Some(resolution),
@@ -383,6 +429,49 @@ impl Engine {
         Ok(applied)
     }
 
+    /// Keeps `snapshot` back; a repeat of a pending list is folded into its hold (repetition
+    /// is no evidence, and a broken producer repeats every cycle).
+    #[allow(clippy::too_many_arguments)]
+    fn hold(
+        &self,
+        inner: &mut Inner,
+        snapshot: &Snapshot,
+        origin: &str,
+        mode: ApplyMode,
+        now: DateTime<Utc>,
+        applied: &Applied,
+        reason: String,
+    ) -> Result<HeldInfo, ApplyError> {
+        if mode.dry_run {
+            return Ok(HeldInfo { id: 0, reason });
+        }
+        let repeat = inner
+            .store
+            .pending_hold_of(snapshot)?
+            .filter(|(_, held_origin)| !crate::held::independent(origin, held_origin));
+        let id = match repeat {
+            Some((id, _)) => {
+                inner.store.count_repeat(id)?;
+                id
+            }
+            None => inner.store.hold(origin, snapshot, &reason)?,
+        };
+        inner.store.log(&LogEntry {
+            at: now,
+            origin: origin.to_string(),
+            message_id: applied.message_id.clone(),
+            outcome: "held".into(),
+            counts: Some(applied.counts),
+            detail: Some(reason.clone()),
+        })?;
+        if repeat.is_some() {
+            tracing::warn!(%origin, held_id = id, %reason, "the held list came again: still held (a repeat is no confirmation)");
+        } else {
+            tracing::warn!(%origin, held_id = id, %reason, "list held, not applied: apply it with POST /held/{id}/apply or `fogis-calendar-sync held apply {id}`");
+        }
+        Ok(HeldInfo { id, reason })
+    }
+
     /// Applies a held list on an operator's word.
     pub fn apply_held(&self, id: i64, origin: &str) -> Result<Applied, ApplyError> {
         let body = self
@@ -395,7 +484,7 @@ impl Engine {
             _ => return Err(ApplyError::NoSuchHold(id)),
         };
         let mode = ApplyMode {
-            force: true,
+            operator_applies: Some(id),
             ..ApplyMode::default()
         };
         let applied = self.apply_with(&snapshot, origin, mode, Utc::now())?;
@@ -404,7 +493,7 @@ impl Engine {
 
     /// Drops a held list.
     pub fn discard_held(&self, id: i64) -> Result<bool, StoreError> {
-        self.lock().store.resolve_hold(id, "discarded")
+        self.lock().store.resolve_hold(id, "discarded", "operator")
     }
 
     /// The newest holds, pending first.

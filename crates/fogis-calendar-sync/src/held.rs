@@ -2,10 +2,19 @@
 //!
 //! A snapshot that is empty while the calendar holds future matches, or that would withdraw
 //! more than `HOLD_WITHDRAW_SHARE` of them at once (and at least `HOLD_MIN_WITHDRAWALS`), is
-//! not applied: it is kept here, reported (`/health`, `/held`, metrics, log), and applied only
-//! when a later message carries the same list (a confirmation from upstream) or an operator
-//! confirms it (`POST /held/{id}/apply`, `fogis-calendar-sync held apply ID`). A normal
-//! snapshot applied meanwhile supersedes what is held.
+//! not applied: it is kept here and reported (`/health`, `/held`, metrics, log).
+//!
+//! Repetition is no evidence: a released match-list-processor sent `payload.matches: []` on
+//! every change cycle under a new `message_id` (PROTOCOL.md section 7), so "the same list again"
+//! never confirms a hold, and a repeat of a pending list is folded into its hold. A held list is
+//! applied only on independent evidence:
+//! - an operator (`POST /held/{id}/apply`, `fogis-calendar-sync held apply ID`), the only way
+//!   for an empty list;
+//! - for a non-empty list, a list fetched from FOGIS itself (the pull source, origin
+//!   [`PULL_ORIGIN`]) with the same set of match ids as a list held from another source, or the
+//!   other way round (a processor list that agrees with a held pulled list).
+//!
+//! A normal snapshot applied meanwhile supersedes what is held.
 
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
@@ -16,8 +25,11 @@ use fogis_pubsub::Snapshot;
 
 use crate::store::{Store, StoreError};
 
-/// How long a pending hold lives before it is dropped as stale.
+/// How many holds are kept (the oldest are dropped).
 pub const HELD_KEEP: i64 = 200;
+
+/// The origin of lists fetched from FOGIS itself (the fogis-api-client service).
+pub const PULL_ORIGIN: &str = "pull";
 
 /// One held snapshot.
 #[derive(Debug, Clone, Serialize)]
@@ -27,9 +39,35 @@ pub struct Held {
     pub origin: String,
     pub message_id: Option<String>,
     pub reason: String,
-    /// `pending`, `applied`, `confirmed`, `superseded` or `discarded`.
+    /// `pending`, `applied` (by an operator), `confirmed` (by a list from FOGIS itself),
+    /// `superseded` or `discarded`.
     pub state: String,
+    /// The origin of the list or the operator that resolved it.
+    pub resolved_by: Option<String>,
+    /// How many later messages repeated the pending list (never evidence).
+    pub repeats: u32,
     pub matches: usize,
+}
+
+/// How a commit resolves the pending holds: the one it applies becomes `applied` (an operator)
+/// or `confirmed` (independent evidence), every other one `superseded`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resolution<'a> {
+    /// The origin of the list applied (`operator` for an operator).
+    pub by: &'a str,
+    /// The hold this list is, and the state it takes.
+    pub hold: Option<(i64, &'a str)>,
+    /// When no hold is resolved (`hold` is `None`), supersede only the holds from this origin.
+    /// A pulled list that agrees with no hold leaves the holds of other sources pending: FOGIS
+    /// disagreeing is no operator's word, and the hold stays visible until one gives it (or a
+    /// later list from its source supersedes it). A list that confirms a hold supersedes all.
+    pub only_from: Option<&'a str>,
+}
+
+/// Whether the list from `origin` is independent evidence for a list held from `held_origin`:
+/// one of them comes from FOGIS itself, the other from somewhere else.
+pub fn independent(origin: &str, held_origin: &str) -> bool {
+    (origin == PULL_ORIGIN) != (held_origin == PULL_ORIGIN)
 }
 
 /// The guard's thresholds.
@@ -110,6 +148,21 @@ impl Store {
                  resolved_at TEXT
              );",
         )?;
+        // Columns added later; files written before them are migrated here.
+        for (column, decl) in [
+            ("resolved_by", "TEXT"),
+            ("repeats", "INTEGER NOT NULL DEFAULT 0"),
+        ] {
+            let present: bool = self.conn.query_row(
+                "SELECT COUNT(*) > 0 FROM pragma_table_info('held') WHERE name = ?1",
+                [column],
+                |r| r.get(0),
+            )?;
+            if !present {
+                self.conn
+                    .execute_batch(&format!("ALTER TABLE held ADD COLUMN {column} {decl}"))?;
+            }
+        }
         Ok(())
     }
 
@@ -143,33 +196,61 @@ impl Store {
         })
     }
 
-    /// A pending hold of the same list from another message: the upstream confirmation.
-    pub fn confirming_hold(&self, snapshot: &Snapshot) -> Result<Option<i64>, StoreError> {
+    /// The newest pending hold of the same list (the same set of match ids), with its origin.
+    pub fn pending_hold_of(
+        &self,
+        snapshot: &Snapshot,
+    ) -> Result<Option<(i64, String)>, StoreError> {
         Ok(self
             .conn
             .query_row(
-                "SELECT id FROM held WHERE state = 'pending' AND fingerprint = ?1
-                   AND (message_id IS NULL OR ?2 IS NULL OR message_id <> ?2)
+                "SELECT id, origin FROM held WHERE state = 'pending' AND fingerprint = ?1
                  ORDER BY id DESC LIMIT 1",
-                params![fingerprint(snapshot), snapshot.meta.message_id],
-                |r| r.get(0),
+                [fingerprint(snapshot)],
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?)
     }
 
-    /// Marks every pending hold resolved as `state`.
-    pub fn resolve_pending_holds(&mut self, state: &str) -> Result<usize, StoreError> {
-        Ok(self.conn.execute(
-            "UPDATE held SET state = ?1, resolved_at = ?2 WHERE state = 'pending'",
-            params![state, Utc::now().to_rfc3339()],
-        )?)
+    /// A pending hold that the list from `origin` confirms: the same non-empty list, held from
+    /// a source independent of `origin` (see [`independent`]).
+    pub fn confirming_hold(
+        &self,
+        snapshot: &Snapshot,
+        origin: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        if snapshot.matches.is_empty() {
+            return Ok(None);
+        }
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, origin FROM held WHERE state = 'pending' AND fingerprint = ?1
+             ORDER BY id DESC",
+        )?;
+        let rows = stmt.query_map([fingerprint(snapshot)], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        })?;
+        for row in rows {
+            let (id, held_origin) = row?;
+            if independent(origin, &held_origin) {
+                return Ok(Some(id));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Counts a repeat of a pending list: the hold stays as it is.
+    pub fn count_repeat(&mut self, id: i64) -> Result<(), StoreError> {
+        self.conn
+            .execute("UPDATE held SET repeats = repeats + 1 WHERE id = ?1", [id])?;
+        Ok(())
     }
 
     /// Marks one hold resolved.
-    pub fn resolve_hold(&mut self, id: i64, state: &str) -> Result<bool, StoreError> {
+    pub fn resolve_hold(&mut self, id: i64, state: &str, by: &str) -> Result<bool, StoreError> {
         Ok(self.conn.execute(
-            "UPDATE held SET state = ?1, resolved_at = ?2 WHERE id = ?3 AND state = 'pending'",
-            params![state, Utc::now().to_rfc3339(), id],
+            "UPDATE held SET state = ?1, resolved_at = ?2, resolved_by = ?3
+             WHERE id = ?4 AND state = 'pending'",
+            params![state, Utc::now().to_rfc3339(), by, id],
         )? == 1)
     }
 
@@ -188,7 +269,7 @@ impl Store {
     /// The newest holds, pending first.
     pub fn holds(&self, limit: usize) -> Result<Vec<Held>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id, at, origin, message_id, reason, state, matches FROM held
+            "SELECT id, at, origin, message_id, reason, state, matches, resolved_by, repeats FROM held
              ORDER BY state = 'pending' DESC, id DESC LIMIT ?1",
         )?;
         let rows = stmt.query_map([limit as i64], |r| {
@@ -202,6 +283,8 @@ impl Store {
                 reason: r.get(4)?,
                 state: r.get(5)?,
                 matches: r.get::<_, i64>(6)? as usize,
+                resolved_by: r.get(7)?,
+                repeats: r.get::<_, i64>(8)?.clamp(0, i64::from(u32::MAX)) as u32,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -160,12 +160,13 @@ pub fn apply_bytes(engine: &Engine, bytes: &[u8], origin: &str) -> Result<Applie
 
 fn log_applied(applied: &Applied, origin: &str) {
     let c = applied.counts;
-    if applied.held.is_some() {
+    match applied.outcome {
         // The engine already said so, loudly.
-    } else if applied.duplicate {
-        tracing::info!(%origin, message_id = ?applied.message_id, "duplicate message, already applied");
-    } else {
-        tracing::info!(
+        engine::Outcome::Held(_) | engine::Outcome::Stale => {}
+        engine::Outcome::Duplicate => {
+            tracing::info!(%origin, message_id = ?applied.message_id, "duplicate message, already applied");
+        }
+        engine::Outcome::Applied => tracing::info!(
             %origin,
             message_id = ?applied.message_id,
             created = c.created,
@@ -175,7 +176,7 @@ fn log_applied(applied: &Applied, origin: &str) {
             unchanged = c.unchanged,
             rejected = c.rejected,
             "sync applied"
-        );
+        ),
     }
 }
 
@@ -207,7 +208,7 @@ pub async fn run(
         tracing::info!(
             redis = %sub_config.redis_url.redacted(),
             channels = sub_config.match_channels.len() + sub_config.status_channels.len(),
-            "Redis pub/sub enabled"
+            "✅ Redis pub/sub integration enabled for calendar service"
         );
     } else {
         tracing::info!("Redis pub/sub disabled (REDIS_PUBSUB_ENABLED / REDIS_ENABLED): HTTP only");

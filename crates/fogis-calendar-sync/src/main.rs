@@ -114,24 +114,36 @@ impl RemoteOpts {
     }
 }
 
-fn init_logging(format: LogFormat) {
+/// Logs to standard error, masked, through a thread of its own (the guard flushes it at exit):
+/// writing a line is then no system call on the way from a Redis message to its commit.
+/// Colour only on a terminal, and never with `NO_COLOR` set (docker logs, journald and files get
+/// plain text).
+fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let writer = || MaskingWriter(std::io::stderr());
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        // Block rather than drop lines when the writer falls behind.
+        .lossy(false)
+        .finish(MaskingWriter(std::io::stderr()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(writer);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Pretty => builder.init(),
     }
+    guard
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(opts) => {
-            init_logging(opts.log_format);
+            let _log = init_logging(opts.log_format);
             serve(*opts)
         }
         Command::Sync {
@@ -139,7 +151,7 @@ fn main() -> ExitCode {
             dry_run,
             state,
         } => {
-            init_logging(LogFormat::Pretty);
+            let _log = init_logging(LogFormat::Pretty);
             sync_file(&file, dry_run, &state)
         }
         Command::Publish {
@@ -150,7 +162,7 @@ fn main() -> ExitCode {
             durable,
         } => publish(&file, &channel, raw, &redis_url, &durable),
         Command::Held { action, state } => {
-            init_logging(LogFormat::Pretty);
+            let _log = init_logging(LogFormat::Pretty);
             held(action, &state)
         }
         Command::Purge {
@@ -384,17 +396,25 @@ fn sync_file(file: &PathBuf, dry_run: bool, state: &StateOpts) -> anyhow::Result
 }
 
 fn print_plan(applied: &fogis_calendar_sync::engine::Applied, dry_run: bool) {
-    if applied.duplicate {
-        println!(
-            "duplicate: message {:?} was already applied; nothing to do",
-            applied.message_id
-        );
-        return;
-    }
-    if let Some(h) = &applied.held {
-        println!("held, not applied (#{}): {}", h.id, h.reason);
-        println!("confirm with: fogis-calendar-sync held apply {}", h.id);
-        return;
+    use fogis_calendar_sync::engine::Outcome;
+    match &applied.outcome {
+        Outcome::Duplicate => {
+            println!(
+                "duplicate: message {:?} was already applied; nothing to do",
+                applied.message_id
+            );
+            return;
+        }
+        Outcome::Stale => {
+            println!("stale: older than the list applied last; nothing to do");
+            return;
+        }
+        Outcome::Held(h) => {
+            println!("held, not applied (#{}): {}", h.id, h.reason);
+            println!("apply it with: fogis-calendar-sync held apply {}", h.id);
+            return;
+        }
+        Outcome::Applied => {}
     }
     println!(
         "{}",

@@ -11,7 +11,7 @@ use fogis_pubsub::{
 };
 use tokio::runtime::{Handle, RuntimeFlavor};
 
-use crate::engine::{ApplyError, Engine};
+use crate::engine::{ApplyError, Engine, Outcome};
 use crate::mask::mask_pii;
 use crate::metrics::Metrics;
 
@@ -44,13 +44,17 @@ impl CalendarTarget {
 
     async fn apply(&self, update: MatchUpdate) -> HandlerOutcome {
         let channel = update.channel.clone();
-        // "N matches from <channel>: applied" is logged by the library after this returns.
         let engine = self.engine.clone();
         let origin = format!("redis:{channel}");
         let sent_at = update.snapshot.meta.timestamp;
+        // The integration README's line (its runbooks grep for it); the log writer runs on a
+        // thread of its own, so this costs the commit no system call.
+        tracing::info!(%channel, "🗓️ Triggering calendar sync for {} matches...", update.snapshot.matches.len());
         let work = move || {
             let mode = crate::engine::ApplyMode {
-                skip_older: true,
+                // Only the catch-up copy is ordered by its timestamp: live lists arrive in
+                // publish order, and the publisher's clock may step back (PROTOCOL.md 7).
+                catch_up: update.channel.starts_with(fogis_pubsub::CATCH_UP_PREFIX),
                 ..crate::engine::ApplyMode::default()
             };
             let r = engine.apply_with(&update.snapshot, &origin, mode, Utc::now());
@@ -77,33 +81,45 @@ impl CalendarTarget {
             tokio::task::spawn_blocking(work).await
         };
         match result {
-            Ok(Ok((applied, _))) if applied.held.is_some() => {
-                self.metrics.count_message(&channel, "held");
-                let reason = applied
-                    .held
-                    .map(|h| format!("held for confirmation (#{}): {}", h.id, h.reason))
-                    .unwrap_or_default();
-                HandlerOutcome::Rejected { reason }
-            }
-            Ok(Ok((applied, _))) if applied.duplicate => {
-                self.metrics.count_message(&channel, "duplicate");
-                tracing::info!(%channel, message_id = ?applied.message_id, "duplicate message, already applied");
-                HandlerOutcome::Duplicate
-            }
             Ok(Ok((applied, committed_at))) => {
-                if let Some(sent) = sent_at {
-                    let lag = (committed_at - sent).num_microseconds().unwrap_or(i64::MAX);
-                    self.metrics.observe_lag(lag as f64 / 1e6);
+                self.metrics
+                    .count_message(&channel, applied.outcome.label());
+                match applied.outcome {
+                    Outcome::Held(h) => HandlerOutcome::Held {
+                        reason: format!("held for confirmation (#{}): {}", h.id, h.reason),
+                    },
+                    Outcome::Stale => HandlerOutcome::Stale {
+                        reason: "older than the list applied last".into(),
+                    },
+                    Outcome::Duplicate => {
+                        tracing::info!(%channel, message_id = ?applied.message_id, "duplicate message, already applied");
+                        HandlerOutcome::Duplicate
+                    }
+                    Outcome::Applied => {
+                        if let Some(sent) = sent_at {
+                            let lag = (committed_at - sent).num_microseconds().unwrap_or(i64::MAX);
+                            self.metrics.observe_lag(lag as f64 / 1e6);
+                        }
+                        let n = self.syncs.fetch_add(1, Ordering::Relaxed) + 1;
+                        let c = applied.counts;
+                        let summary = format!(
+                            "created {}, updated {}, cancelled {}, withdrawn {}, unchanged {}, rejected {}",
+                            c.created, c.updated, c.cancelled, c.withdrawn, c.unchanged, c.rejected
+                        );
+                        tracing::info!(
+                            %channel,
+                            message_id = ?applied.message_id,
+                            created = c.created,
+                            updated = c.updated,
+                            cancelled = c.cancelled,
+                            withdrawn = c.withdrawn,
+                            unchanged = c.unchanged,
+                            rejected = c.rejected,
+                            "✅ Calendar sync triggered successfully (sync #{n})"
+                        );
+                        HandlerOutcome::Applied { summary }
+                    }
                 }
-                self.metrics.count_message(&channel, "applied");
-                let n = self.syncs.fetch_add(1, Ordering::Relaxed) + 1;
-                let c = applied.counts;
-                let summary = format!(
-                    "created {}, updated {}, cancelled {}, withdrawn {}, unchanged {}, rejected {}",
-                    c.created, c.updated, c.cancelled, c.withdrawn, c.unchanged, c.rejected
-                );
-                tracing::info!(%channel, message_id = ?applied.message_id, "sync #{n} applied: {summary}");
-                HandlerOutcome::Applied { summary }
             }
             Ok(Err(e)) => {
                 self.metrics.count_message(&channel, "rejected");

@@ -36,12 +36,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::engine::{Applied, ApplyError, ApplyMode, Engine};
+use crate::engine::{Applied, ApplyError, ApplyMode, Engine, Outcome};
 use crate::metrics::Histogram;
 pub use fetch::{FetchError, Source};
 
 /// The origin of pulled lists in the sync log, the holds and the quarantine.
-pub const ORIGIN: &str = "pull";
+pub const ORIGIN: &str = crate::held::PULL_ORIGIN;
 /// Event-driven pulls run at most once per this.
 pub const EVENT_GAP: Duration = Duration::from_secs(10);
 /// First retry after a failure.
@@ -584,17 +584,22 @@ impl Pull {
 /// The result and the log words of an applied pull.
 fn classify(applied: &Applied) -> (PullResult, String) {
     let c = applied.counts;
-    if applied.stale {
-        return (
-            PullResult::Dropped,
-            "a list from another source was applied while the pull was under way: the pulled one is dropped".into(),
-        );
-    }
-    if let Some(h) = &applied.held {
-        return (
-            PullResult::Held,
-            format!("held for confirmation (#{}): {}", h.id, h.reason),
-        );
+    match &applied.outcome {
+        Outcome::Stale => {
+            return (
+                PullResult::Dropped,
+                "a list from another source was applied while the pull was under way: the pulled one is dropped".into(),
+            )
+        }
+        Outcome::Held(h) => {
+            return (
+                PullResult::Held,
+                format!("held for confirmation (#{}): {}", h.id, h.reason),
+            )
+        }
+        // Each pull carries a new message id: a duplicate is as good as unchanged.
+        Outcome::Duplicate => return (PullResult::Unchanged, "already applied".into()),
+        Outcome::Applied => {}
     }
     let summary = format!(
         "created {}, updated {}, cancelled {}, withdrawn {}, archived {}, unchanged {}, rejected {}",

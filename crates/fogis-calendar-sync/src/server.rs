@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::config::Secret;
-use crate::engine::{Applied, ApplyError, Engine};
+use crate::engine::{Applied, ApplyError, Engine, Outcome};
 use crate::metrics::{Gauges, Metrics};
 use crate::reconcile::{Presence, StoredMatch};
 use fogis_pubsub::SubscriberHandle;
@@ -316,15 +316,13 @@ async fn sync(
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let label = match &outcome {
-        Ok(a) if a.held.is_some() => "held",
-        Ok(a) if a.duplicate => "duplicate",
-        Ok(_) => "applied",
+        Ok(a) => a.outcome.label(),
         Err(crate::IngestError::NotAMatchUpdate(_)) => "ignored",
         Err(_) => "rejected",
     };
     state.metrics.count_message("http", label);
     match outcome {
-        Ok(applied) if applied.held.is_some() => {
+        Ok(applied) if applied.held().is_some() => {
             Ok((StatusCode::ACCEPTED, Json(sync_response(&applied))).into_response())
         }
         Ok(applied) => Ok(Json(sync_response(&applied)).into_response()),
@@ -341,9 +339,12 @@ pub fn sync_response(applied: &Applied) -> Value {
     let c = applied.counts;
     json!({
         "success": true,
-        "applied": !applied.duplicate && applied.held.is_none(),
-        "held": applied.held,
-        "duplicate": applied.duplicate,
+        "status": "success",
+        "outcome": applied.outcome.label(),
+        "applied": applied.outcome == Outcome::Applied,
+        "held": applied.held(),
+        "duplicate": applied.outcome == Outcome::Duplicate,
+        "stale": applied.outcome == Outcome::Stale,
         "message_id": applied.message_id,
         "created": c.created,
         "updated": c.updated,

@@ -328,11 +328,20 @@ impl Store {
             for (key, value) in &extra.meta {
                 set_meta(tx, key, value)?;
             }
-            if let Some(state) = extra.resolve_holds {
+            if let Some(r) = extra.resolve_holds {
+                let (id, state) = r.hold.unzip();
                 tx.prepare_cached(
-                    "UPDATE held SET state = ?1, resolved_at = ?2 WHERE state = 'pending'",
+                    "UPDATE held SET state = CASE WHEN id = ?1 THEN ?2 ELSE 'superseded' END,
+                         resolved_at = ?3, resolved_by = ?4
+                     WHERE state = 'pending' AND (?1 IS NOT NULL OR ?5 IS NULL OR origin = ?5)",
                 )?
-                .execute(params![state, Utc::now().to_rfc3339()])?;
+                .execute(params![
+                    id,
+                    state,
+                    Utc::now().to_rfc3339(),
+                    r.by,
+                    r.only_from
+                ])?;
             }
             Ok(())
         })
@@ -467,8 +476,8 @@ impl Store {
 pub struct CommitExtra<'a> {
     /// `meta` rows to set.
     pub meta: Vec<(&'a str, String)>,
-    /// Resolve every pending hold with this state (a normal list supersedes them).
-    pub resolve_holds: Option<&'a str>,
+    /// Resolve every pending hold so (a normal list supersedes them).
+    pub resolve_holds: Option<crate::held::Resolution<'a>>,
 }
 
 fn set_meta(conn: &Connection, key: &str, value: &str) -> Result<(), StoreError> {

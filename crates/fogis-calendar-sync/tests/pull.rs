@@ -437,3 +437,87 @@ async fn a_lost_publish_is_pulled() {
     let health = svc.get_json("/health").await;
     assert_eq!(health["pull"]["last_trigger"], "lost_publish", "{health}");
 }
+
+/// (d) A held mass withdrawal from the processor stays held while FOGIS's own list disagrees,
+/// and is applied when the pull agrees; the hold says a pull confirmed it. The other way round
+/// too: a withdrawal first seen by a pull is applied when the processor's list agrees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_withdrawal_is_applied_when_the_pull_agrees_and_stays_held_when_not() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let full = fogis_list(&[5, 6, 7, 8]);
+    let api = ApiClientFake::start(Answer::Bare(full.clone())).await;
+    let svc = Service::start_with(|o| {
+        o.redis = redis_opts(Some(&url));
+        with_pull(o, &api.url, 1);
+    })
+    .await;
+    svc.wait_redis_connected(Duration::from_secs(5)).await;
+    wait_feed_has(&svc, "Home 3 - Away 3", Duration::from_secs(5)).await;
+    let p = Publisher::new(RedisUrl::new(url.clone()).unwrap());
+
+    // The processor says three of the four matches are gone; FOGIS still lists them.
+    let one = json!([full[0].clone()]);
+    p.publish(MATCH_CHANNEL, processor_message(&one, "withdraw-1"))
+        .await
+        .unwrap();
+    svc.wait_json(
+        "/held",
+        "the withdrawal held",
+        Duration::from_secs(5),
+        |h| h["pending"] == 1,
+    )
+    .await;
+    let seen = pulls(&svc.get_json("/health").await["pull"]);
+    wait_pull(&svc, "two more pulls", Duration::from_secs(10), |p| {
+        pulls(p) >= seen + 2
+    })
+    .await;
+    let held = svc.get_json("/held").await;
+    assert_eq!(held["pending"], 1, "FOGIS disagrees: it stays held: {held}");
+    assert_eq!(titles(&svc).await.len(), 4, "nothing withdrawn");
+
+    // FOGIS agrees now: the next pull confirms and applies it.
+    api.set(Answer::Bare(one.clone()));
+    let held = svc
+        .wait_json(
+            "/held",
+            "the hold confirmed",
+            Duration::from_secs(10),
+            |h| h["pending"] == 0,
+        )
+        .await;
+    let record = &held["held"][0];
+    assert_eq!(record["state"], "confirmed", "{held}");
+    assert_eq!(record["resolved_by"], "pull", "{held}");
+    assert_eq!(titles(&svc).await, vec!["Home 0 - Away 0".to_string()]);
+
+    // The other way round: FOGIS lists the four again (a pull applies it: it withdraws
+    // nothing), then drops three; the pull holds that, and the processor's list confirms it.
+    api.set(Answer::Bare(full.clone()));
+    wait_feed_has(&svc, "Home 3 - Away 3", Duration::from_secs(10)).await;
+    api.set(Answer::Bare(json!([full[1].clone()])));
+    let held = svc
+        .wait_json(
+            "/held",
+            "the pulled withdrawal held",
+            Duration::from_secs(10),
+            |h| h["pending"] == 1,
+        )
+        .await;
+    assert_eq!(held["held"][0]["origin"], "pull", "{held}");
+    p.publish(
+        MATCH_CHANNEL,
+        processor_message(&json!([full[1].clone()]), "withdraw-2"),
+    )
+    .await
+    .unwrap();
+    svc.wait_json(
+        "/held",
+        "confirmed by the processor",
+        Duration::from_secs(5),
+        |h| h["pending"] == 0 && h["held"][0]["state"] == "confirmed",
+    )
+    .await;
+    assert_eq!(titles(&svc).await, vec!["Home 1 - Away 1".to_string()]);
+}

@@ -538,9 +538,11 @@ fn decode_processed(o: Obj<'_>) -> Result<Match, FieldError> {
                 .collect::<Result<Vec<_>, _>>()
         })
         .transpose()?;
+    // The processor's enhanced formatter writes `match.get("matchstatus", "scheduled")`, and
+    // FOGIS has no `matchstatus`: "scheduled" is its default for every match, cancelled or not
+    // (PROTOCOL.md section 7), so it says nothing. Only a cancellation is carried.
     let cancelled = match o.opt_str("status")?.as_deref() {
         Some("cancelled" | "canceled" | "installd") => Some(true),
-        Some("scheduled") => Some(false),
         _ => None,
     };
     Ok(Match {

@@ -72,6 +72,8 @@ async fn status(State(handle): State<SubscriberHandle>) -> Json<Value> {
             "messages_received": s.messages_received,
             "messages_applied": s.messages_applied,
             "messages_duplicate": s.messages_duplicate,
+            "messages_stale": s.messages_stale,
+            "messages_held": s.messages_held,
             "messages_rejected": s.messages_rejected,
             "reconnect_count": s.reconnect_count,
             "catch_ups": s.catch_ups,

@@ -118,5 +118,5 @@ pub use publisher::{PublishReport, PublishTargets, Publisher, StreamTarget};
 pub use status::{MessageRecord, RecordKind, StreamStatus, SubscriberStatus};
 pub use subscriber::{
     drive, subscribe_to_match_updates, BoxFuture, HandlerOutcome, MatchUpdate, RejectedPayload,
-    SubscriberHandle, SyncTarget,
+    SubscriberHandle, SyncTarget, CATCH_UP_PREFIX,
 };

@@ -69,6 +69,10 @@ pub struct SubscriberStatus {
     pub messages_applied: u64,
     /// Snapshots the handler had already seen.
     pub messages_duplicate: u64,
+    /// Snapshots the handler skipped as older than the one it applied last.
+    pub messages_stale: u64,
+    /// Snapshots the handler held back until confirmed.
+    pub messages_held: u64,
     /// Payloads too large or undecodable, and snapshots the handler rejected.
     pub messages_rejected: u64,
     /// Snapshots replaced by a newer one before the handler got to them.

@@ -99,6 +99,11 @@ use crate::status::{StatusCell, StreamStatus, SubscriberStatus};
 
 pub use handle::SubscriberHandle;
 
+/// The [`MatchUpdate::channel`] of a catch-up snapshot starts so (`catch-up:<key>`): the
+/// latest-list key read after a (re)subscription, a copy that may be older than what the live
+/// channels delivered before.
+pub const CATCH_UP_PREFIX: &str = "catch-up:";
+
 /// How much of a rejected payload is kept for quarantine.
 pub const REJECTED_RAW_LIMIT: usize = 64 * 1024;
 
@@ -109,6 +114,8 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// A match snapshot as received: the matches, the envelope metadata and where it came from.
 #[derive(Debug, Clone)]
 pub struct MatchUpdate {
+    /// The channel it came on; `catch-up:<key>` ([`CATCH_UP_PREFIX`]) for the latest-list key,
+    /// `stream:<key>` for a stream entry.
     pub channel: String,
     pub snapshot: Snapshot,
     pub received_at: DateTime<Utc>,
@@ -121,6 +128,13 @@ pub enum HandlerOutcome {
     Applied { summary: String },
     /// The snapshot had been applied before (same `message_id` or content).
     Duplicate,
+    /// A copy older than what the handler applied last (the catch-up key read on a reconnect,
+    /// say): skipped. Acknowledged on the stream.
+    Stale { reason: String },
+    /// Kept back by the handler's guard until something confirms it (a list that would empty
+    /// the calendar, say): neither applied nor bad. Acknowledged on the stream: the handler
+    /// keeps it.
+    Held { reason: String },
     /// The snapshot could not be applied and never will be (it is acknowledged on the stream).
     Rejected { reason: String },
     /// The snapshot could not be applied *now* (the database is unavailable, say). On the

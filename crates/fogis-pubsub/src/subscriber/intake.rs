@@ -215,7 +215,6 @@ pub(super) fn intake(shared: &Shared, channel: &str, payload: &[u8]) -> bool {
     };
     cycle_listed(shared);
     let n = snapshot.matches.len();
-    tracing::info!("received {n} matches on {channel}");
     let seq = shared.status.received(
         channel,
         RecordKind::Matches,

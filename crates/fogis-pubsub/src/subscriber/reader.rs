@@ -89,7 +89,11 @@ pub(crate) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
                     }
                     _ => tracing::info!(url = %url, "connected to Redis"),
                 }
-                tracing::info!("subscribed to {} channels", channels.len());
+                // The integration README's wording: runbooks and alerts grep for it.
+                tracing::info!(
+                    channels = channels.len(),
+                    "📡 Subscribed to match updates from match-list-processor"
+                );
                 shared.inbox.connected(reconnect);
                 // A cycle begun before this connection may have lost its list while nobody
                 // listened; the (re)connect event already says so.
@@ -140,10 +144,17 @@ pub(crate) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
             warned: false,
         });
         // One warning per outage; the retries after it only at debug, so logs do not flood.
+        // The warning is the integration README's line (runbooks grep for it); the service
+        // goes on over HTTP and keeps retrying.
         if current.warned {
-            tracing::debug!(url = %url, "Redis unavailable, retrying in {delay:.1?}: {error}");
+            tracing::debug!(url = %url, retry_in = ?delay, %error, "Redis unavailable, retrying");
         } else {
-            tracing::warn!(url = %url, "Redis unavailable, retrying in {delay:.1?}: {error}");
+            tracing::warn!(
+                url = %url,
+                retry_in = ?delay,
+                %error,
+                "⚠️ Redis not available - calendar service will use HTTP endpoints only"
+            );
             current.warned = true;
         }
         // Cancel safety: all three are cancel safe; a restart permit consumed here means
@@ -212,7 +223,7 @@ impl CatchUp {
             tracing::debug!(key = %self.key, "catch-up: the key is empty");
             return;
         };
-        let channel = format!("catch-up:{}", self.key);
+        let channel = format!("{}{}", super::CATCH_UP_PREFIX, self.key);
         if intake(shared, &channel, &value) {
             shared.status.lock().catch_ups += 1;
         }

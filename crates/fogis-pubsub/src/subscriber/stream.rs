@@ -417,7 +417,7 @@ impl Consumer {
     ) -> Result<bool, Fail> {
         let Candidate { id, order, update } = candidate;
         let n = update.snapshot.matches.len();
-        tracing::info!(%id, "received {n} matches on {}", self.channel);
+        tracing::debug!(%id, "stream entry of {n} matches on {}", self.channel);
         let outcome = format!("queued (entry {id}, {n} matches)");
         let seq = self
             .shared

@@ -68,6 +68,8 @@ pub(crate) async fn run(
                 }
                 Work::Stream(job) => {
                     let channel = job.update.channel.clone();
+                    let n = job.update.snapshot.matches.len();
+                    tracing::info!(seq = job.seq, %channel, "📅 Received {n} matches via Redis stream");
                     let outcome = sync(&*target, job.update).await;
                     record(&shared.status, job.seq, &channel, outcome.clone());
                     // The consumer is gone only at shutdown; the entry then stays pending.
@@ -79,10 +81,11 @@ pub(crate) async fn run(
                     };
                     let channel = update.channel.clone();
                     let n = update.snapshot.matches.len();
+                    // The integration README's line. An application that cares for the lag
+                    // writes its log on a thread of its own (the service does).
+                    tracing::info!(seq, %channel, "📅 Received {n} matches via Redis pub/sub");
                     let outcome = sync(&*target, update).await;
-                    // Logged after the handler, not before: writing a log line is a system
-                    // call on the way to the commit otherwise (BENCHMARKS.md, steady lag).
-                    tracing::info!(seq, "{n} matches from {channel}: {}", label(&outcome));
+                    tracing::debug!(seq, "{n} matches from {channel}: {}", label(&outcome));
                     if matches!(outcome, HandlerOutcome::Retry { .. }) {
                         let delay = backoff.next_delay();
                         retry = Some(RetryLater {
@@ -176,6 +179,8 @@ fn label(outcome: &HandlerOutcome) -> &'static str {
     match outcome {
         HandlerOutcome::Applied { .. } => "applied",
         HandlerOutcome::Duplicate => "duplicate",
+        HandlerOutcome::Stale { .. } => "stale",
+        HandlerOutcome::Held { .. } => "held",
         HandlerOutcome::Rejected { .. } => "rejected",
         HandlerOutcome::Retry { .. } => "to be retried",
     }
@@ -206,6 +211,16 @@ fn record(status: &StatusCell, seq: u64, channel: &str, outcome: HandlerOutcome)
             s.messages_duplicate += 1;
             tracing::debug!(channel, "match update already applied");
             "duplicate".to_string()
+        }
+        HandlerOutcome::Stale { reason } => {
+            s.messages_stale += 1;
+            tracing::debug!(channel, %reason, "match update older than the one applied");
+            format!("stale: {reason}")
+        }
+        HandlerOutcome::Held { reason } => {
+            s.messages_held += 1;
+            tracing::debug!(channel, %reason, "match update held by the handler");
+            format!("held: {reason}")
         }
         HandlerOutcome::Rejected { reason } => {
             s.messages_rejected += 1;
