@@ -612,3 +612,78 @@ fn classify(applied: &Applied) -> (PullResult, String) {
         (PullResult::Unchanged, summary)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pull(interval: u64) -> Pull {
+        let source = Source::new("http://127.0.0.1:9", Duration::from_secs(1), 1024).ok();
+        Pull::build(
+            source,
+            Some(Duration::from_secs(interval)).filter(|i| !i.is_zero()),
+        )
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_never_exceeds_the_interval_or_the_ceiling() {
+        let p = pull(0);
+        for attempt in 0..40 {
+            let full = BACKOFF_INITIAL
+                .saturating_mul(1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX))
+                .min(BACKOFF_MAX);
+            let d = p.backoff(attempt);
+            assert!(d >= full / 2 && d <= full, "{attempt}: {d:?} for {full:?}");
+        }
+        let short = pull(3);
+        assert!((0..40).all(|a| short.backoff(a) <= Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn events_wait_for_the_gap_after_the_last_pull_and_the_earliest_one_is_kept() {
+        let p = pull(0);
+        assert!(
+            p.next_due(&p.lock()).is_none(),
+            "no interval, no event: nothing due"
+        );
+        let t0 = Instant::now();
+        {
+            let mut inner = p.lock();
+            inner.last_start = Some(t0);
+        }
+        assert!(p.trigger(Trigger::Reconnect));
+        assert!(p.trigger(Trigger::LostPublish));
+        let inner = p.lock();
+        let (at, why) = p.next_due(&inner).unwrap_or((t0, Trigger::Start));
+        assert_eq!(why, Trigger::Reconnect, "merged into the earliest");
+        assert_eq!(at, t0 + EVENT_GAP);
+    }
+
+    #[test]
+    fn the_interval_counts_from_the_last_pull_and_a_failure_retries_first() {
+        let p = pull(60);
+        let t0 = Instant::now();
+        let mut inner = p.lock();
+        inner.last_start = Some(t0);
+        assert_eq!(
+            p.next_due(&inner),
+            Some((t0 + Duration::from_secs(60), Trigger::Interval))
+        );
+        inner.retry_at = Some(t0 + Duration::from_secs(2));
+        assert_eq!(
+            p.next_due(&inner),
+            Some((t0 + Duration::from_secs(2), Trigger::Retry))
+        );
+    }
+
+    #[test]
+    fn a_disabled_source_never_pulls_and_says_nothing() {
+        let p = Pull::disabled();
+        assert!(!p.trigger(Trigger::SyncRequest));
+        assert!(p.attention().is_none());
+        let mut out = String::new();
+        p.render_metrics(&mut out);
+        assert!(out.is_empty());
+        assert!(!p.status().enabled);
+    }
+}

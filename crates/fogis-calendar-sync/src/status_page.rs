@@ -196,6 +196,8 @@ fn banner(v: &View) -> String {
     };
     let class = if v.sinks.iter().any(|s| s.auth_failed) {
         "bad"
+    } else if v.pull.consecutive_failures > 0 {
+        "warn"
     } else {
         class
     };

@@ -39,6 +39,12 @@
 //!    the key (publishers write key and message in one transaction, see
 //!    [`Publisher::publish_snapshot`]), and handing the key after it could only go back in time.
 //!
+//! The reader also follows the processor's cycle on its status channel: `started`, then, only
+//! when it detected a change, the match list and `completed`. A `completed` that reports
+//! changes with no match list received since its `started` means a publish was lost (the
+//! processor does not retry one); the handler hears of it ([`SyncTarget::on_publish_lost`]) and
+//! can fetch the list another way.
+//!
 //! A catch-up of a snapshot already applied is a duplicate, which the application skips for
 //! free. Together: at most once, plus the latest snapshot on every reconnect, which is all a
 //! snapshot protocol needs, as long as every publisher writes the key and Redis keeps it.

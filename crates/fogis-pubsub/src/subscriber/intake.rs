@@ -272,3 +272,25 @@ pub(super) fn coalesced(s: &mut crate::status::SubscriberStatus, seq: u64) {
     let text = "coalesced: superseded by a newer snapshot".to_string();
     StatusCell::set_outcome(s, seq, text);
 }
+
+#[cfg(test)]
+mod cycle_tests {
+    use super::*;
+
+    #[test]
+    fn changes_detected_may_be_a_flag_a_count_or_a_string() {
+        let yes = [
+            serde_json::json!({"changes_detected": true}),
+            serde_json::json!({"changes_detected": 3}),
+            serde_json::json!({"changes_detected": "True"}),
+        ];
+        let no = [
+            serde_json::json!({"changes_detected": false}),
+            serde_json::json!({"changes_detected": 0}),
+            serde_json::json!({}),
+            Value::Null,
+        ];
+        assert!(yes.iter().all(reports_changes));
+        assert!(!no.iter().any(reports_changes));
+    }
+}
