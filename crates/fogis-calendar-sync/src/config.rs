@@ -69,6 +69,15 @@ pub struct StateOpts {
     /// Largest list accepted (matches per message).
     #[arg(long, env = "MAX_MATCHES_PER_SNAPSHOT", default_value_t = 5000)]
     pub max_matches_per_snapshot: usize,
+    /// The user's own FOGIS referee number (`domarnr`): left out of the phonebook, and the
+    /// referee whose role `{role}` in EVENT_TITLE names.
+    #[arg(long, env = "USER_REFEREE_NUMBER")]
+    pub user_referee_number: Option<String>,
+    /// The event title: `{home}`, `{away}`, `{role}` (your own role, e.g. `Dom`, `AD1`; needs
+    /// USER_REFEREE_NUMBER) and `{competition}` are filled in. A cancelled match's title starts
+    /// with `INSTÄLLD: `, a postponed one's with `UPPSKJUTEN: `.
+    #[arg(long, env = "EVENT_TITLE", default_value = crate::title::DEFAULT_TEMPLATE)]
+    pub event_title: String,
 }
 
 /// Redis options shared by `serve` and `publish`.
@@ -221,9 +230,6 @@ pub struct SinkOpts {
     /// Bearer token sent to FORWARD_URL.
     #[arg(long, env = "FORWARD_TOKEN", hide_env_values = true)]
     pub forward_token: Option<Secret>,
-    /// The user's own FOGIS referee number: left out of the phonebook.
-    #[arg(long, env = "USER_REFEREE_NUMBER")]
-    pub user_referee_number: Option<String>,
     /// Timeout of one request to a sink, in seconds.
     #[arg(long, env = "SINK_TIMEOUT_SECONDS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=600))]
@@ -241,7 +247,6 @@ impl SinkOpts {
             carddav_password: None,
             forward_url: None,
             forward_token: None,
-            user_referee_number: None,
             sink_timeout_seconds: 30,
         }
     }

@@ -33,6 +33,8 @@ pub struct EngineSettings {
     pub hold: crate::held::HoldPolicy,
     /// Largest list accepted.
     pub max_matches: usize,
+    /// `EVENT_TITLE`.
+    pub title: crate::title::TitleTemplate,
 }
 
 /// The sinks that are configured: their work is written to the outbox with each change.
@@ -663,7 +665,7 @@ impl Engine {
             sequence: m.sequence,
             start: r.start,
             end: r.start + self.settings.match_duration,
-            summary: r.title(),
+            summary: self.settings.title.render(r),
             location: r.venue.clone(),
             geo: r.coordinates,
             description: r.description(),

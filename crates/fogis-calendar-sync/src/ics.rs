@@ -182,7 +182,8 @@ fn render_event(out: &mut String, e: &FeedEvent, opts: &FeedOptions) {
     };
     ln!(out, "STATUS:{status}");
     ln!(out, "TRANSP:OPAQUE");
-    if let Some(minutes) = opts.reminder_minutes {
+    // No reminder for a match that will not be played.
+    if let Some(minutes) = opts.reminder_minutes.filter(|_| !e.cancelled) {
         ln!(out, "BEGIN:VALARM\r\nACTION:DISPLAY");
         ln!(out, "TRIGGER:-PT{minutes}M");
         ln!(out, "DESCRIPTION:{}\r\nEND:VALARM", escape_text(&e.summary));

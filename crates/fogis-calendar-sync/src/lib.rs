@@ -28,6 +28,8 @@ pub mod server;
 pub mod sinks;
 pub mod status_page;
 pub mod store;
+pub mod title;
+pub mod trigger;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -95,7 +97,7 @@ pub fn sink_kinds(opts: &ServeOpts) -> anyhow::Result<Vec<sinks::SinkKind>> {
             secret(&s.carddav_password),
             timeout,
             "FOGIS referees".into(),
-            s.user_referee_number.clone(),
+            opts.state.user_referee_number.clone(),
         )
         .context("CARDDAV_URL")?;
         kinds.push(sinks::SinkKind::CardDav(sink));
@@ -105,9 +107,12 @@ pub fn sink_kinds(opts: &ServeOpts) -> anyhow::Result<Vec<sinks::SinkKind>> {
             .context("FORWARD_URL")?;
         kinds.push(sinks::SinkKind::Forward(sink));
     }
-    let (calendar, contacts) =
-        sinks::google::build(&opts.google, s.user_referee_number.clone(), timeout)
-            .context("Google sinks")?;
+    let (calendar, contacts) = sinks::google::build(
+        &opts.google,
+        opts.state.user_referee_number.clone(),
+        timeout,
+    )
+    .context("Google sinks")?;
     kinds.extend(calendar.map(sinks::SinkKind::GoogleCalendar));
     kinds.extend(contacts.map(sinks::SinkKind::GoogleContacts));
     Ok(kinds)
@@ -125,6 +130,7 @@ pub fn engine_settings(opts: &StateOpts) -> EngineSettings {
             min_withdrawals: opts.hold_min_withdrawals,
         },
         max_matches: opts.max_matches_per_snapshot,
+        title: title::TitleTemplate::new(&opts.event_title, opts.user_referee_number.as_deref()),
     }
 }
 
@@ -229,12 +235,13 @@ pub async fn run(
         metrics,
         subscriber: subscriber.clone(),
         sinks,
-        user_referee_number: opts.sinks.user_referee_number.clone(),
+        user_referee_number: opts.state.user_referee_number.clone(),
         api_token: opts.api_token.clone(),
         feed_token: opts.feed_token.clone(),
         max_body_bytes: opts.max_body_bytes,
         started: Instant::now(),
         pull,
+        triggers: Arc::new(trigger::RateLimit::default()),
     };
     tracing::info!(%addr, data_dir = %opts.state.data_dir.display(), "fogis-calendar-sync listening");
     let app = server::router(state).merge(fogis_pubsub::http::router(subscriber.clone()));

@@ -33,6 +33,8 @@ pub struct AppState {
     pub started: Instant,
     /// The FOGIS pull source (disabled without `FOGIS_API_CLIENT_URL`).
     pub pull: crate::pull::Pull,
+    /// The rate of the body-less `POST /sync` trigger (see [`crate::trigger`]).
+    pub triggers: Arc<crate::trigger::RateLimit>,
 }
 
 /// Errors a request can end in. The only place they become HTTP answers is `into_response`.
@@ -46,6 +48,8 @@ pub enum ApiError {
     Unauthorized,
     #[error("{0}")]
     NotFound(String),
+    #[error("too many requests: try again in {} s", .0.as_secs().max(1))]
+    TooManyRequests(std::time::Duration),
     #[error("internal error")]
     Internal(String),
 }
@@ -57,6 +61,7 @@ impl IntoResponse for ApiError {
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(detail) => {
                 // Internals are logged, never sent.
                 tracing::error!(error = %detail, "request failed");
@@ -71,6 +76,12 @@ impl IntoResponse for ApiError {
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let ApiError::TooManyRequests(wait) = &self {
+            resp.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(wait.as_secs().max(1)),
+            );
         }
         resp
     }
@@ -290,6 +301,9 @@ async fn sync(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    if body.as_ref().is_ok_and(|b| crate::trigger::is_trigger(b)) {
+        return sync_trigger(&state);
+    }
     require_api_token(&state, &headers)?;
     let engine = state.engine.clone();
     let body = match body {
@@ -332,6 +346,33 @@ async fn sync(
         ))),
         Err(crate::IngestError::Fatal(e)) => Err(ApiError::Internal(e)),
     }
+}
+
+/// The old processors' "sync now" (no match list): answered as the deployed service's old
+/// `/sync` did, changing nothing. Its body is never read further nor logged.
+fn sync_trigger(state: &AppState) -> Result<Response, ApiError> {
+    if let Err(wait) = state.triggers.take() {
+        state.metrics.count_message("http", "trigger_limited");
+        return Err(ApiError::TooManyRequests(wait));
+    }
+    state.metrics.count_message("http", "trigger");
+    // "Sync now": with a pull source, that is what it does (merged with other events, at most
+    // one pull per 10 s; the pull runs on its own task, this never waits for it).
+    let pull_started = state.pull.trigger(crate::pull::Trigger::SyncRequest);
+    let message = if pull_started {
+        tracing::info!("sync trigger received (POST /sync without a match list): pulling the list from the fogis-api-client service");
+        "no match list in the request: a pull of FOGIS's own list from the fogis-api-client service was started"
+    } else {
+        tracing::info!("sync trigger received (POST /sync without a match list): nothing to apply");
+        "no match list in the request: nothing to apply; the calendar follows every list the match-list-processor publishes (Redis) or posts (POST /sync with the list)"
+    };
+    Ok(Json(json!({
+        "success": true,
+        "status": "success",
+        "message": message,
+        "pull_started": pull_started,
+    }))
+    .into_response())
 }
 
 /// The `/sync` answer: a superset of the deployed service's `{"success": true}`.

@@ -190,6 +190,11 @@ async fn changed_cancelled_withdrawn_duplicated_and_new_matches() {
     assert_eq!(b["summary"], "INSTÄLLD: Malmö FF - Åtvidabergs FF");
     assert_eq!(b["status"], "confirmed");
     assert_eq!(
+        b["reminders"]["overrides"],
+        json!([]),
+        "a cancelled match rings no reminder"
+    );
+    assert_eq!(
         event_of(&fake, &ids[2].1)["status"],
         "cancelled",
         "withdrawn: deleted"

@@ -120,6 +120,31 @@ async fn the_same_list_again_in_any_form_changes_nothing() {
     }
 }
 
+/// `uppskjuten` shows in the title, and EVENT_TITLE puts the referee's own role first.
+#[tokio::test]
+async fn the_title_says_postponed_and_follows_event_title() {
+    let svc = Service::start_with(|o| {
+        o.state.event_title = "{role}: {home} - {away} ({competition})".into();
+        o.state.user_referee_number = Some("61438".into());
+    })
+    .await;
+    let mut list = future_snapshot(&[10, 20], "titles");
+    list["payload"]["matches"][1]["uppskjuten"] = json!(true);
+    let (status, body) = svc.post("/sync", serde_json::to_vec(&list).unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+    let events = parse_feed(&svc.feed().await);
+    // 61438 is the fixture's first assistant (AD1).
+    assert_eq!(
+        event(&events, 7_000_000).props["SUMMARY"],
+        "AD1: Home 0 - Away 0 (Ligacupen Elit Västra)"
+    );
+    assert_eq!(
+        event(&events, 7_000_001).props["SUMMARY"],
+        "UPPSKJUTEN: AD1: Home 1 - Away 1 (Ligacupen Elit Västra)"
+    );
+    assert!(event(&events, 7_000_001).alarm_trigger.is_some());
+}
+
 #[tokio::test]
 async fn a_changed_list_shows_exactly_its_changes() {
     let svc = Service::start().await;
@@ -164,6 +189,12 @@ async fn a_changed_list_shows_exactly_its_changes() {
     let cancelled = event(&events, 7_000_003);
     assert_eq!(cancelled.props["STATUS"], "CANCELLED");
     assert_eq!(cancelled.props["SEQUENCE"], "1");
+    assert_eq!(cancelled.props["SUMMARY"], "INSTÄLLD: Home 3 - Away 3");
+    assert_eq!(
+        cancelled.alarm_trigger, None,
+        "no reminder for a cancelled match"
+    );
+    assert_eq!(moved.alarm_trigger.as_deref(), Some("-PT2880M"));
     assert!(!events
         .iter()
         .any(|e| e.uid == fogis_calendar_sync::ics::uid(7_000_002)));
@@ -172,6 +203,70 @@ async fn a_changed_list_shows_exactly_its_changes() {
     next["message_id"] = json!("third");
     let (_, body) = svc.post("/sync", serde_json::to_vec(&next).unwrap()).await;
     assert_eq!(counts(&body), [0, 0, 0, 0, 3, 0], "{body}");
+}
+
+/// Older processors' HTTP fallback is a trigger, not an upload (PROTOCOL.md section 7): no body
+/// (`PHONEBOOK_SYNC_SERVICE_URL/sync`) or `{}` (`CALENDAR_SYNC_URL`, reading `json()["status"]`).
+#[tokio::test]
+async fn the_old_processors_triggers_answer_success_and_change_nothing() {
+    let svc = Service::start_with(|o| o.api_token = secret("a-write-token-of-some-length")).await;
+    let auth = |r: reqwest::RequestBuilder| r.bearer_auth("a-write-token-of-some-length");
+    let applied = auth(svc.http.post(svc.url("/sync")))
+        .body(fixture("processor_match_updates.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(applied.status(), 200);
+    let before = svc.get_json("/matches").await;
+    let feed_before = svc.feed().await;
+
+    let bodies: [(&str, &[u8]); 5] = [
+        ("/sync", b""),
+        ("/sync", b"{}"),
+        ("/manual-sync", b"{}"),
+        ("/sync", b" {\n} "),
+        (
+            "/sync",
+            br#"{"delete": false, "username": "referee", "password": "hunter2-old-password"}"#,
+        ),
+    ];
+    for (path, body) in bodies {
+        // No token: a trigger carries no data and changes nothing by itself.
+        let (status, answer) = svc.post(path, body.to_vec()).await;
+        assert_eq!(status, 200, "{path} {body:?}: {answer}");
+        assert_eq!(answer["success"], true, "{answer}");
+        assert_eq!(answer["status"], "success", "{answer}");
+        assert!(answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("nothing to apply"));
+        assert!(!answer.to_string().contains("hunter2"));
+    }
+    // Rate-limited: the bucket holds five.
+    let (status, answer) = svc.post("/sync", "").await;
+    assert_eq!(status, 429, "{answer}");
+    let limited = svc.http.post(svc.url("/sync")).send().await.unwrap();
+    assert_eq!(limited.status(), 429);
+    assert!(limited.headers().contains_key("retry-after"));
+
+    // A real list still needs the token.
+    let (status, _) = svc
+        .post("/sync", fixture("processor_match_updates.json"))
+        .await;
+    assert_eq!(status, 401);
+    assert_eq!(svc.get_json("/matches").await, before);
+    let no_stamp = |f: &str| {
+        f.lines()
+            .filter(|l| !l.starts_with("DTSTAMP"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(no_stamp(&svc.feed().await), no_stamp(&feed_before));
+    let metrics = svc.get_text("/metrics").await;
+    assert!(
+        metrics.contains(r#"fogis_messages_total{channel="http",outcome="trigger"} 5"#),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -185,7 +280,6 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
     let feed_before = svc.feed().await;
 
     let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
-        ("empty", vec![], 400, "empty body"),
         (
             "not json",
             b"{\"matches\": [".to_vec(),

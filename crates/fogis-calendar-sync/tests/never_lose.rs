@@ -1,5 +1,5 @@
 //! Never lose an update: a service that was down catches up from the latest key (pub/sub) or
-//! the stream (streams mode); an older list arriving late never wins; SIGKILLs during a burst of
+//! the stream (streams mode); a live list is applied in publish order whatever its timestamp, and a stale catch-up copy never wins; SIGKILLs during a burst of
 //! changing lists end in exactly the last one, in the feed and in Radicale.
 #![allow(clippy::unwrap_used)]
 
@@ -143,8 +143,11 @@ async fn a_service_that_was_down_catches_up_from_the_stream() {
     catch_up_after_downtime(true).await;
 }
 
+/// The processor's clock is behind (NTP stepped it back, it moved host): its next real change
+/// carries an envelope timestamp 10 minutes before the list applied last. Pub/sub keeps a
+/// publisher's order, so it is applied, not skipped as "older".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_older_list_arriving_late_never_wins() {
+async fn a_live_list_from_a_clock_that_stepped_back_is_applied() {
     let redis = RedisServer::start();
     let url = redis.url();
     let svc = Service::start_with(|o| o.redis = redis_opts(Some(&url))).await;
@@ -155,24 +158,63 @@ async fn an_older_list_arriving_late_never_wins() {
         latest_key: None,
         stream: None,
     };
-    p.publish_snapshot(&serde_json::to_vec(&list(7)).unwrap(), &plain)
+    let mut first = list(7);
+    first["timestamp"] = json!("2030-01-01T10:00:00.000000Z");
+    p.publish_snapshot(&serde_json::to_vec(&first).unwrap(), &plain)
         .await
         .unwrap();
     wait_for_list(&svc.base, 7, Duration::from_secs(5)).await;
-    p.publish_snapshot(&serde_json::to_vec(&list(3)).unwrap(), &plain)
+    let mut behind = list(3);
+    behind["timestamp"] = json!("2030-01-01T09:50:00.000000Z");
+    p.publish_snapshot(&serde_json::to_vec(&behind).unwrap(), &plain)
         .await
         .unwrap();
-    p.publish_snapshot(&serde_json::to_vec(&list(7)).unwrap(), &plain)
+    wait_for_list(&svc.base, 3, Duration::from_secs(5)).await;
+    let stats = svc.get_json("/redis-stats").await;
+    assert_eq!(stats["messages_applied"], 2, "{stats}");
+    assert_eq!(stats["messages_stale"], 0, "{stats}");
+    assert_eq!(stats["messages_duplicate"], 0, "{stats}");
+}
+
+/// The real processor never writes the catch-up key, so whatever it holds (a list our own
+/// publisher wrote long ago) is older than what pub/sub delivered since: on a reconnect that
+/// copy is skipped as `stale` (not counted as a duplicate), and the calendar is not turned back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_catch_up_copy_never_turns_the_calendar_back() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let p = Publisher::new(RedisUrl::new(redis.url()).unwrap());
+    let live_only = PublishTargets {
+        channel: "fogis:matches:updates".into(),
+        latest_key: None,
+        stream: None,
+    };
+    let svc = Service::start_with(|o| o.redis = redis_opts(Some(&url))).await;
+    svc.wait_redis_connected(Duration::from_secs(10)).await;
+    p.publish_snapshot(&serde_json::to_vec(&list(7)).unwrap(), &live_only)
         .await
         .unwrap();
-    svc.wait_json(
-        "/redis-stats",
-        "two duplicates",
-        Duration::from_secs(5),
-        |s| s["messages_duplicate"] == 2,
-    )
-    .await;
+    wait_for_list(&svc.base, 7, Duration::from_secs(5)).await;
+    // What an older publisher left in the key: a list this service never saw, sent before.
+    let mut old = list(3);
+    old["message_id"] = json!("written-long-ago");
+    redis.cli(&["SET", "fogis:matches:latest", &old.to_string()]);
+    // A reconnect reads the key.
+    let (status, _) = svc.post("/redis-restart", "").await;
+    assert_eq!(status, 200);
+    let stats = svc
+        .wait_json(
+            "/redis-stats",
+            "a stale catch-up",
+            Duration::from_secs(10),
+            |s| s["messages_stale"] == 1,
+        )
+        .await;
+    assert_eq!(stats["catch_ups"], 1, "{stats}");
+    assert_eq!(stats["messages_duplicate"], 0, "{stats}");
     assert_eq!(list_number(&svc.get_json("/matches").await), Some(7));
+    let metrics = svc.get_text("/metrics").await;
+    assert!(metrics.contains(r#"outcome="stale"} 1"#), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -521,3 +521,33 @@ async fn a_held_withdrawal_is_applied_when_the_pull_agrees_and_stays_held_when_n
     .await;
     assert_eq!(titles(&svc).await, vec!["Home 1 - Away 1".to_string()]);
 }
+
+/// The old processors' body-less `POST /sync` ("sync now") starts a pull.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_body_less_sync_trigger_starts_a_pull() {
+    let list = fogis_list(&[5, 6]);
+    let api = ApiClientFake::start(Answer::Bare(list.clone())).await;
+    let svc = Service::start_with(|o| with_pull(o, &api.url, 0)).await;
+    wait_feed_has(&svc, "Home 0 - Away 0", Duration::from_secs(5)).await;
+    wait_for_quiet(&svc).await;
+    api.set(Answer::Bare(renamed(list, 0, "Triggered")));
+    for body in ["", "{}"] {
+        let (status, answer) = svc.post("/sync", body).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["status"], "success");
+        assert_eq!(answer["pull_started"], true, "{answer}");
+        assert!(
+            answer["message"].as_str().unwrap().contains("pull"),
+            "{answer}"
+        );
+    }
+    // At most one pull per 10 s after the start pull: within 15 s it is there.
+    wait_feed_has(&svc, "Triggered - Away 0", Duration::from_secs(15)).await;
+    let health = svc.get_json("/health").await;
+    assert_eq!(health["pull"]["last_trigger"], "sync_request", "{health}");
+    assert_eq!(
+        pulls(&health["pull"]),
+        2,
+        "the two triggers were merged into one pull"
+    );
+}

@@ -34,7 +34,7 @@ async fn start_with_radicale(dir: tempfile::TempDir, r: &Radicale) -> Service {
         o.sinks.carddav_url = Some(book);
         o.sinks.carddav_username = Some("user".into());
         o.sinks.carddav_password = secret("pass");
-        o.sinks.user_referee_number = Some("61318".into());
+        o.state.user_referee_number = Some("61318".into());
     })
     .await
 }
@@ -166,6 +166,24 @@ async fn calendar_and_address_book_follow_the_snapshots() {
     assert_eq!(remote.len(), 3, "the withdrawn match is gone: {remote:?}");
     let cancelled = &remote[&fogis_calendar_sync::ics::uid(7_000_003)];
     assert_eq!(cancelled.1, "STATUS:CANCELLED");
+    // What FOGIS says shows in a phone's list view too, and a cancelled match rings no alarm.
+    let mut bodies = Vec::new();
+    for r in cal.list().await.unwrap() {
+        bodies.push(cal.get(&r.name).await.unwrap().unwrap().0);
+    }
+    let cancelled_body = bodies
+        .iter()
+        .find(|b| b.contains(&fogis_calendar_sync::ics::uid(7_000_003)))
+        .unwrap();
+    assert!(
+        cancelled_body.contains("SUMMARY:INSTÄLLD: Home 3 - Away 3"),
+        "{cancelled_body}"
+    );
+    assert!(!cancelled_body.contains("VALARM"), "{cancelled_body}");
+    assert!(bodies
+        .iter()
+        .filter(|b| !b.contains("STATUS:CANCELLED"))
+        .all(|b| b.contains("BEGIN:VALARM")));
     let (cards, _) = remote_cards(&book).await;
     assert_eq!(
         cards,

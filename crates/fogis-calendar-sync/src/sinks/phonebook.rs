@@ -207,7 +207,7 @@ fn contact(group: &[&Sighting<'_>], now: DateTime<Utc>) -> Option<Contact> {
 }
 
 /// A referee number safe for a UID and a resource name: trimmed, letters, digits and dashes.
-fn clean_number(raw: &str) -> Option<String> {
+pub(crate) fn clean_number(raw: &str) -> Option<String> {
     let nr: String = raw
         .trim()
         .chars()

@@ -226,7 +226,7 @@ pub async fn start_service_with(
         o.google.google_people_api_url = people;
         o.google.google_token_url = tok;
         o.google.google_retry_base_ms = 20;
-        o.sinks.user_referee_number = Some(USER_REFEREE.into());
+        o.state.user_referee_number = Some(USER_REFEREE.into());
         tweak(o);
     })
     .await

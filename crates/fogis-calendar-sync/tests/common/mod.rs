@@ -56,6 +56,8 @@ pub fn state_opts(dir: &Path) -> StateOpts {
         hold_withdraw_share: 0.5,
         hold_min_withdrawals: 2,
         max_matches_per_snapshot: 5000,
+        user_referee_number: None,
+        event_title: fogis_calendar_sync::title::DEFAULT_TEMPLATE.into(),
     }
 }
 

@@ -15,8 +15,8 @@ use crate::reconcile::StoredMatch;
 
 /// The deployed service's tag on every event it writes.
 pub const SYNC_TAG: &str = "FOGIS_CALENDAR_SYNC";
-/// Title prefix of a cancelled match that is kept.
-pub const CANCELLED_PREFIX: &str = "INSTÄLLD: ";
+/// Title prefix of a cancelled match that is kept (the feed's, [`crate::title`]).
+pub use crate::title::CANCELLED_PREFIX;
 
 /// The event id we give a match's event: `fogis{matchid}` (base32hex: `a-v`, `0-9`, 5 or more
 /// characters), so an insert that is repeated, or meets the tombstone of a deleted event,
@@ -52,20 +52,19 @@ pub fn desired(engine: &Engine, m: &StoredMatch, raw: Option<&str>) -> Desired {
         Some(r) if is_raw_fogis(r) => calendar_hash(r),
         _ => m.hash.clone(),
     };
+    // The feed's title: a cancelled match's already starts with CANCELLED_PREFIX.
     let cancelled = m.record.cancelled;
-    let summary = if cancelled {
-        format!("{CANCELLED_PREFIX}{}", ev.summary)
-    } else {
-        ev.summary.clone()
-    };
+    let summary = ev.summary.clone();
     let time = |t: chrono::DateTime<chrono::Utc>| {
         json!({
             "dateTime": t.with_timezone(&opts.tz).to_rfc3339(),
             "timeZone": opts.tz.name(),
         })
     };
+    // No reminder for a match that will not be played.
     let overrides: Vec<Value> = opts
         .reminder_minutes
+        .filter(|_| !cancelled)
         .map(|m| json!({"method": "popup", "minutes": m}))
         .into_iter()
         .collect();
