@@ -543,7 +543,10 @@ async fn the_body_less_sync_trigger_starts_a_pull() {
     }
     // At most one pull per 10 s after the start pull: within 15 s it is there.
     wait_feed_has(&svc, "Triggered - Away 0", Duration::from_secs(15)).await;
-    let health = svc.get_json("/health").await;
+    let health = wait_pull(&svc, "the pull recorded", Duration::from_secs(5), |p| {
+        p["in_progress"] == false && p["last_result"] == "applied"
+    })
+    .await;
     assert_eq!(health["pull"]["last_trigger"], "sync_request", "{health}");
     assert_eq!(
         pulls(&health["pull"]),
