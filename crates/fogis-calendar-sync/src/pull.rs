@@ -183,6 +183,21 @@ pub struct PullStatus {
     pub totals: BTreeMap<PullResult, u64>,
 }
 
+impl PullStatus {
+    /// What `/health` should say about the source, if anything (from this one snapshot, so
+    /// that it agrees with the status shown next to it).
+    pub fn attention(&self) -> Option<String> {
+        (self.consecutive_failures > 0).then(|| {
+            let since = self.failing_since.map(|t| t.to_rfc3339()).unwrap_or_default();
+            format!(
+                "the FOGIS pull source fails since {since} ({} attempts): {}; nothing was applied from it, retrying with backoff",
+                self.consecutive_failures,
+                self.last_detail.as_deref().unwrap_or_default()
+            )
+        })
+    }
+}
+
 /// What makes a list pulled again "the same as last time": its bytes, the state it left, the
 /// pending holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -299,15 +314,7 @@ impl Pull {
 
     /// What `/health` should say about the source, if anything.
     pub fn attention(&self) -> Option<String> {
-        let s = self.status();
-        (s.consecutive_failures > 0).then(|| {
-            let since = s.failing_since.map(|t| t.to_rfc3339()).unwrap_or_default();
-            format!(
-                "the FOGIS pull source fails since {since} ({} attempts): {}; nothing was applied from it, retrying with backoff",
-                s.consecutive_failures,
-                s.last_detail.unwrap_or_default()
-            )
-        })
+        self.status().attention()
     }
 
     /// The source's metrics, in the Prometheus text format (nothing when disabled).

@@ -179,7 +179,8 @@ async fn health(State(state): State<AppState>) -> Json<Value> {
             "{held} list(s) held instead of applied (they would empty the calendar): see GET /held, confirm with POST /held/ID/apply"
         ));
     }
-    attention.extend(state.pull.attention());
+    let pull = state.pull.status();
+    attention.extend(pull.attention());
     let redis = state.subscriber.status();
     let mode = match (redis.enabled, redis.connected) {
         (false, _) => "http-only (Redis disabled)",
@@ -197,7 +198,7 @@ async fn health(State(state): State<AppState>) -> Json<Value> {
         "held_snapshots": held,
         "attention": attention,
         "sinks": sink_summary(&state),
-        "pull": state.pull.status(),
+        "pull": pull,
         "redis": {
             "enabled": redis.enabled,
             "connected": redis.connected,

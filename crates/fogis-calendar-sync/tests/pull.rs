@@ -554,3 +554,75 @@ async fn the_body_less_sync_trigger_starts_a_pull() {
         "the two triggers were merged into one pull"
     );
 }
+
+/// A failing source is logged once per outage (and its recovery once), by the binary, on
+/// the stderr `docker logs` shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_source_is_logged_once_per_outage() {
+    let list = fogis_list(&[5]);
+    let api = ApiClientFake::start(Answer::FogisDown("FOGIS login failed".into())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("stderr.log");
+    let port = test_support::free_port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fogis-calendar-sync"))
+        .arg("serve")
+        .env("BIND", format!("127.0.0.1:{port}"))
+        .env("DATA_DIR", dir.path().join("data"))
+        .env("REDIS_ENABLED", "false")
+        .env("FOGIS_API_CLIENT_URL", &api.url)
+        .env("FOGIS_PULL_INTERVAL_SECONDS", "1")
+        .env("FOGIS_PULL_TIMEOUT_SECONDS", "1")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let health = format!("http://127.0.0.1:{port}/health");
+    let failures = |min: u64| {
+        let health = health.clone();
+        async move {
+            eventually(
+                &format!("{min} failed pulls"),
+                Duration::from_secs(20),
+                Duration::from_millis(50),
+                || async {
+                    let h: Value = match reqwest::get(&health).await {
+                        Ok(r) => r.json().await.map_err(|e| e.to_string())?,
+                        Err(e) => return Err(e.to_string()),
+                    };
+                    let n = h["pull"]["consecutive_failures"].as_u64().unwrap_or(0);
+                    (n >= min).then_some(()).ok_or_else(|| h.to_string())
+                },
+            )
+            .await
+        }
+    };
+    let text = || String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()).into_owned();
+    let warning = "the FOGIS pull source fails";
+    let recovered = "the FOGIS pull source works again";
+
+    failures(3).await;
+    let first = text();
+    assert_eq!(first.matches(warning).count(), 1, "{first}");
+    assert!(first.contains("HTTP 500: FOGIS login failed"), "{first}");
+
+    api.set(Answer::Bare(list));
+    eventually(
+        "the recovery logged",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || async { text().contains(recovered).then_some(()).ok_or_else(text) },
+    )
+    .await;
+    api.set(Answer::Hang);
+    failures(2).await;
+    let second = text();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        second.matches(warning).count(),
+        2,
+        "one per outage: {second}"
+    );
+    assert_eq!(second.matches(recovered).count(), 1, "{second}");
+}
