@@ -457,14 +457,19 @@ impl Pull {
             };
             let before = fingerprint(&engine)?;
             if last.as_ref() == Some(&before) {
-                return Ok((None, before));
+                return Ok((None, Some(before)));
             }
             let mode = ApplyMode {
                 unless_live_since: Some(live_before),
                 ..ApplyMode::default()
             };
             let applied = engine.apply_with(&snapshot, ORIGIN, mode, Utc::now())?;
-            Ok::<_, ApplyError>((Some(applied), fingerprint(&engine)?))
+            // The state this pull left, read before the live counter: a live list applied
+            // since the pull's own commit makes it no longer "the state this list left", and
+            // the next pull of the same list must apply again.
+            let after = fingerprint(&engine)?;
+            let after = (engine.live_applied() == live_before).then_some(after);
+            Ok::<_, ApplyError>((Some(applied), after))
         };
         let result = match tokio::task::spawn_blocking(work).await {
             Ok(r) => r,
@@ -478,7 +483,7 @@ impl Pull {
             Ok((Some(applied), after)) => {
                 let (result, detail) = classify(&applied);
                 if result != PullResult::Dropped {
-                    self.lock().last = Some(after);
+                    self.lock().last = after;
                 }
                 (result, detail)
             }
