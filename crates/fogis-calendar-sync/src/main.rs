@@ -122,8 +122,10 @@ fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuar
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let colour = std::io::stderr().is_terminal()
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let colour = use_colour(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         // Block rather than drop lines when the writer falls behind.
         .lossy(false)
@@ -137,6 +139,12 @@ fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuar
         LogFormat::Pretty => builder.init(),
     }
     guard
+}
+
+/// Colour on a terminal only, and not when `NO_COLOR` is set to anything non-empty
+/// (no-color.org).
+fn use_colour(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 fn main() -> ExitCode {
@@ -448,4 +456,18 @@ fn print_plan(applied: &fogis_calendar_sync::engine::Applied, dry_run: bool) {
     }
     let body = server::sync_response(applied);
     println!("{body}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::use_colour;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(use_colour(true, None));
+        assert!(use_colour(true, Some(OsStr::new(""))));
+        assert!(!use_colour(true, Some(OsStr::new("1"))));
+        assert!(!use_colour(false, None));
+    }
 }

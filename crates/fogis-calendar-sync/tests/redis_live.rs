@@ -110,8 +110,13 @@ async fn a_published_update_reaches_the_feed_and_other_forms_change_nothing() {
         stats["messages_applied"].as_u64().unwrap(),
         "{metrics}"
     );
+    // The v3.1 copy has the production message's id: the last one sent (never coalesced, as
+    // nothing comes after it) is a duplicate; the others may have been replaced in the slot.
+    let last = channels[channels.len() - 1];
     assert!(
-        metrics.contains("fogis_messages_total{channel=\"fogis_matches\",outcome=\"duplicate\"}"),
+        metrics.contains(&format!(
+            "fogis_messages_total{{channel=\"{last}\",outcome=\"duplicate\"}}"
+        )),
         "{metrics}"
     );
     assert!(metrics.contains("fogis_redis_connected 1"));
@@ -311,4 +316,45 @@ async fn publish_status_and_healthcheck_commands_work_against_a_running_service(
     let nobody = format!("127.0.0.1:{}", test_support::free_port());
     let down = run_cli(&["healthcheck"], &[("BIND", nobody)]).await;
     assert_eq!(down.status.code(), Some(1));
+}
+
+/// The broken processor's empty lists over pub/sub (PROTOCOL.md section 7): held, counted as
+/// held (not rejected) in /redis-stats and /metrics, and the calendar keeps its matches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_lists_over_redis_are_held_not_rejected() {
+    let redis = RedisServer::start();
+    let svc = start_with_redis(&redis).await;
+    let p = Publisher::new(RedisUrl::new(redis.url()).unwrap());
+    let full = future_snapshot(&[5, 6, 7], "full");
+    p.publish("fogis:matches:updates", &serde_json::to_vec(&full).unwrap())
+        .await
+        .unwrap();
+    wait_matches(&svc, 3, Duration::from_secs(10)).await;
+    for i in 0..2 {
+        let mut empty = full.clone();
+        empty["payload"]["matches"] = json!([]);
+        empty["payload"]["metadata"]["has_changes"] = json!(true);
+        empty["message_id"] = json!(format!("empty-{i}"));
+        p.publish(
+            "fogis:matches:updates",
+            &serde_json::to_vec(&empty).unwrap(),
+        )
+        .await
+        .unwrap();
+    }
+    let stats = svc
+        .wait_json("/redis-stats", "two held", Duration::from_secs(10), |s| {
+            s["messages_held"] == 2
+        })
+        .await;
+    assert_eq!(stats["messages_rejected"], 0, "{stats}");
+    assert_eq!(stats["messages_applied"], 1, "{stats}");
+    assert_eq!(parse_feed(&svc.feed().await).len(), 3);
+    assert_eq!(svc.get_json("/held").await["pending"], 1);
+    let metrics = svc.get_text("/metrics").await;
+    assert!(
+        metrics
+            .contains(r#"fogis_messages_total{channel="fogis:matches:updates",outcome="held"} 2"#),
+        "{metrics}"
+    );
 }

@@ -145,7 +145,12 @@ async fn a_frozen_redis_is_noticed_within_ten_seconds() {
     let s = handle.status();
     assert!(!s.subscribed);
     let error = s.last_error.expect("an error is recorded");
-    assert!(error.contains("PING"), "{error}");
+    // The idle PING notices it; so does the catch-up read when the pause lands while that
+    // read (made right after subscribing) is still in flight, as it does on a loaded machine.
+    assert!(
+        error.contains("PING") || error.contains("catch-up read of fogis:matches:latest failed"),
+        "{error}"
+    );
 
     redis.resume();
     eventually("reconnected", Duration::from_secs(20), || {
