@@ -278,6 +278,8 @@ pub struct ServeOpts {
     pub sinks: SinkOpts,
     #[command(flatten)]
     pub google: crate::sinks::google::config::GoogleOpts,
+    #[command(flatten)]
+    pub pull: crate::pull::PullOpts,
     /// Address the HTTP API listens on.
     #[arg(long, env = "BIND", default_value = "127.0.0.1:9083")]
     pub bind: SocketAddr,

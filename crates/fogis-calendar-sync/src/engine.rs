@@ -116,6 +116,9 @@ pub struct ApplyMode {
     /// applied last. Live pub/sub lists and stream entries are never skipped for their
     /// timestamp: they arrive in publish order, and the publisher's clock may step back.
     pub catch_up: bool,
+    /// A pulled list ([`crate::pull`]): skipped as stale when a list from another source was
+    /// applied since [`Engine::live_applied`] said this (the pull may be older than that one).
+    pub unless_live_since: Option<u64>,
 }
 
 /// The `meta` key of the envelope timestamp of the list applied last.
@@ -154,6 +157,8 @@ pub struct Engine {
     feed_cache: Mutex<Option<(u64, Arc<String>)>>,
     /// Bumped whenever outbox work is committed; sink workers wait on it.
     outbox_signal: tokio::sync::watch::Sender<u64>,
+    /// Lists applied from sources other than the pull (under the lock, after their commit).
+    live_applied: AtomicU64,
 }
 
 impl std::fmt::Debug for Engine {
@@ -180,6 +185,7 @@ impl Engine {
             generation: AtomicU64::new(1),
             feed_cache: Mutex::new(None),
             outbox_signal: tokio::sync::watch::Sender::new(0),
+            live_applied: AtomicU64::new(0),
         })
     }
 
@@ -260,7 +266,17 @@ impl Engine {
                 self.generation.fetch_add(1, Ordering::Release);
             }
         }
+        // Still under the lock: a pull applying after this sees it.
+        if keep && applied.outcome == Outcome::Applied && origin != crate::held::PULL_ORIGIN {
+            self.live_applied.fetch_add(1, Ordering::AcqRel);
+        }
         Ok(applied)
+    }
+
+    /// How many lists from sources other than the pull were applied (see
+    /// [`ApplyMode::unless_live_since`]).
+    pub fn live_applied(&self) -> u64 {
+        self.live_applied.load(Ordering::Acquire)
     }
 
     /// [`Engine::apply_with`] inside its transaction: nothing here commits, and the mirror is
@@ -297,6 +313,26 @@ impl Engine {
                 applied.outcome = Outcome::Duplicate;
                 return Ok(applied);
             }
+        }
+        if mode
+            .unless_live_since
+            .is_some_and(|since| self.live_applied() != since)
+        {
+            if !mode.dry_run {
+                inner.store.log(&LogEntry {
+                    at: now,
+                    origin: origin.to_string(),
+                    message_id: message_id.clone(),
+                    outcome: "stale".into(),
+                    counts: None,
+                    detail: Some(
+                        "a list from another source was applied while it was fetched".into(),
+                    ),
+                })?;
+            }
+            tracing::info!(%origin, "a list from another source was applied while this one was fetched: dropped");
+            applied.outcome = Outcome::Stale;
+            return Ok(applied);
         }
         let sent_at = snapshot.meta.timestamp;
         if let Some(sent) = sent_at.filter(|_| mode.catch_up) {
@@ -335,6 +371,7 @@ impl Engine {
         let mut resolution = Resolution {
             by: origin,
             hold: None,
+            only_from: (origin == crate::held::PULL_ORIGIN).then_some(origin),
         };
         if let Some(id) = mode.operator_applies {
             resolution.hold = Some((id, "applied"));

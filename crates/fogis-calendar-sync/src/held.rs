@@ -57,6 +57,11 @@ pub struct Resolution<'a> {
     pub by: &'a str,
     /// The hold this list is, and the state it takes.
     pub hold: Option<(i64, &'a str)>,
+    /// When no hold is resolved (`hold` is `None`), supersede only the holds from this origin.
+    /// A pulled list that agrees with no hold leaves the holds of other sources pending: FOGIS
+    /// disagreeing is no operator's word, and the hold stays visible until one gives it (or a
+    /// later list from its source supersedes it). A list that confirms a hold supersedes all.
+    pub only_from: Option<&'a str>,
 }
 
 /// Whether the list from `origin` is independent evidence for a list held from `held_origin`:

@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod model;
 pub mod outbox;
 pub mod pipeline;
+pub mod pull;
 pub mod purge;
 pub mod reconcile;
 pub mod remote;
@@ -238,10 +239,13 @@ pub async fn run(
     } else {
         tracing::info!("Redis pub/sub disabled (REDIS_PUBSUB_ENABLED / REDIS_ENABLED): HTTP only");
     }
+    let pull = pull::Pull::new(&opts.pull, opts.max_body_bytes)?;
     let subscriber = fogis_pubsub::drive(
         sub_config,
-        pipeline::CalendarTarget::new(engine.clone(), metrics.clone()),
+        pipeline::CalendarTarget::new(engine.clone(), metrics.clone()).with_pull(pull.clone()),
     );
+    let pull_shutdown = shutdown.child_token();
+    pull.start(engine.clone(), &tracker, pull_shutdown.clone());
     let addr = listener.local_addr()?;
     if !addr.ip().is_loopback() && opts.api_token.is_none() {
         tracing::warn!(%addr, "listening beyond loopback without API_TOKEN: anyone who can reach this port can change the calendar");
@@ -256,6 +260,7 @@ pub async fn run(
         feed_token: opts.feed_token.clone(),
         max_body_bytes: opts.max_body_bytes,
         started: Instant::now(),
+        pull,
         triggers: Arc::new(trigger::RateLimit::default()),
         feeds: Arc::default(),
     };
@@ -264,6 +269,7 @@ pub async fn run(
     let served = http_server::serve(listener, app, shutdown.clone(), opts.http_limits()).await;
     subscriber.shutdown();
     subscriber.join().await;
+    pull_shutdown.cancel();
     sinks_shutdown.cancel();
     tracker.close();
     tracker.wait().await;

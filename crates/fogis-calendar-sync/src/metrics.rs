@@ -100,7 +100,7 @@ impl Histogram {
         None
     }
 
-    fn render(&self, out: &mut String, name: &str) {
+    pub(crate) fn render(&self, out: &mut String, name: &str) {
         let mut cumulative = 0;
         for (i, bound) in LAG_BUCKETS.iter().enumerate() {
             cumulative += self.counts[i].load(Ordering::Relaxed);

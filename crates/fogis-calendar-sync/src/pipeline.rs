@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use chrono::Utc;
-use fogis_pubsub::{BoxFuture, HandlerOutcome, MatchUpdate, RejectedPayload, SyncTarget};
+use fogis_pubsub::{
+    BoxFuture, HandlerOutcome, MatchUpdate, RejectedPayload, StatusUpdate, SyncTarget,
+};
 use tokio::runtime::{Handle, RuntimeFlavor};
 
 use crate::engine::{ApplyError, Engine, Outcome};
@@ -27,6 +29,8 @@ pub struct CalendarTarget {
     pub metrics: Arc<Metrics>,
     /// Number of applied syncs, for the "sync #n applied" log line.
     syncs: AtomicU64,
+    /// Asked for a pull whenever pub/sub may have lost something.
+    pull: crate::pull::Pull,
 }
 
 impl CalendarTarget {
@@ -35,7 +39,14 @@ impl CalendarTarget {
             engine,
             metrics,
             syncs: AtomicU64::new(0),
+            pull: crate::pull::Pull::disabled(),
         }
+    }
+
+    /// Asks `pull` for FOGIS's own list after every (re)subscription and lost publish.
+    pub fn with_pull(mut self, pull: crate::pull::Pull) -> Self {
+        self.pull = pull;
+        self
     }
 
     async fn apply(&self, update: MatchUpdate) -> HandlerOutcome {
@@ -158,6 +169,25 @@ impl CalendarTarget {
 impl SyncTarget for CalendarTarget {
     fn sync(&self, update: MatchUpdate) -> BoxFuture<'_, HandlerOutcome> {
         Box::pin(self.apply(update))
+    }
+
+    fn on_connected(&self, reconnect: bool) -> BoxFuture<'_, ()> {
+        // The first subscription too: what was published between the start pull and it is
+        // gone. The pull runs on its own task, rate-limited; this never waits for it.
+        if self.pull.trigger(crate::pull::Trigger::Reconnect) {
+            tracing::debug!(
+                reconnect,
+                "subscribed: a pull from the fogis-api-client service is due"
+            );
+        }
+        Box::pin(std::future::ready(()))
+    }
+
+    fn on_publish_lost(&self, _status: StatusUpdate) -> BoxFuture<'_, ()> {
+        if self.pull.trigger(crate::pull::Trigger::LostPublish) {
+            tracing::info!("a lost publish: pulling the list from the fogis-api-client service");
+        }
+        Box::pin(std::future::ready(()))
     }
 
     fn on_rejected(&self, rejected: RejectedPayload) -> BoxFuture<'_, ()> {

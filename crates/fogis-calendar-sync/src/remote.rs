@@ -88,6 +88,28 @@ pub fn render_status(base: &str, health: &Value, redis: &Value) -> String {
         health["matches"], health["events_in_feed"]
     ));
     out.push_str(&format!("redis       {connection}\n"));
+    let pull = &health["pull"];
+    if pull["enabled"] == Value::Bool(true) {
+        let failing = match pull["consecutive_failures"].as_u64() {
+            Some(n) if n > 0 => format!(
+                "; FAILING since {} ({n} attempts): {}",
+                text(&pull["failing_since"]),
+                text(&pull["last_detail"])
+            ),
+            _ => String::new(),
+        };
+        out.push_str(&format!(
+            "pull        {}: last {} at {} ({}), next {}{failing}\n",
+            text(&pull["source"]),
+            text(&pull["last_result"]),
+            text(&pull["last_pull_at"]),
+            text(&pull["last_trigger"]),
+            match &pull["next_pull_at"] {
+                Value::Null => "on the next event".to_string(),
+                t => text(t),
+            }
+        ));
+    }
     out.push_str(&format!(
         "messages    {} received, {} applied, {} duplicate, {} rejected\n",
         stats["messages_received"],
@@ -108,6 +130,18 @@ pub fn render_status(base: &str, health: &Value, redis: &Value) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_pull_source_has_a_line_and_says_when_it_fails() {
+        let health = json!({"status": "ok", "pull": {"enabled": true, "source": "http://api:8080",
+            "last_result": "failed", "last_pull_at": "T1", "last_trigger": "interval",
+            "next_pull_at": null, "consecutive_failures": 3, "failing_since": "T0",
+            "last_detail": "HTTP 500: down"}});
+        let out = render_status("http://x", &health, &json!({}));
+        assert!(out.contains("pull        http://api:8080: last failed at T1 (interval), next on the next event; FAILING since T0 (3 attempts): HTTP 500: down\n"), "{out}");
+        let off = render_status("http://x", &json!({"pull": {"enabled": false}}), &json!({}));
+        assert!(!off.contains("pull "), "{off}");
+    }
 
     #[test]
     fn base_url_points_at_this_machine_for_wildcards() {

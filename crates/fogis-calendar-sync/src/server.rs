@@ -31,6 +31,8 @@ pub struct AppState {
     pub feed_token: Option<Secret>,
     pub max_body_bytes: usize,
     pub started: Instant,
+    /// The FOGIS pull source (disabled without `FOGIS_API_CLIENT_URL`).
+    pub pull: crate::pull::Pull,
     /// The rate of the body-less `POST /sync` trigger (see [`crate::trigger`]).
     pub triggers: Arc<crate::trigger::RateLimit>,
     /// The feeds' validators (ETag, Last-Modified).
@@ -235,6 +237,8 @@ async fn health(State(state): State<AppState>) -> Json<Value> {
             f.since, f.failed_attempts, f.last_error
         ));
     }
+    let pull = state.pull.status();
+    attention.extend(pull.attention());
     let redis = state.subscriber.status();
     let mode = match (redis.enabled, redis.connected) {
         (false, _) => "http-only (Redis disabled)",
@@ -256,6 +260,7 @@ async fn health(State(state): State<AppState>) -> Json<Value> {
             "failing": failing,
         },
         "sinks": sink_summary(&state),
+        "pull": pull,
         "redis": {
             "enabled": redis.enabled,
             "connected": redis.connected,
@@ -358,12 +363,14 @@ async fn metrics(State(state): State<AppState>) -> Response {
             .collect(),
         held,
     };
+    let mut text = state.metrics.render(&gauges);
+    state.pull.render_metrics(&mut text);
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(&gauges),
+        text,
     )
         .into_response()
 }
@@ -435,11 +442,21 @@ fn sync_trigger(state: &AppState) -> Result<Response, ApiError> {
         return Err(ApiError::TooManyRequests(wait));
     }
     state.metrics.count_message("http", "trigger");
-    tracing::info!("sync trigger received (POST /sync without a match list): nothing to apply");
+    // "Sync now": with a pull source, that is what it does (merged with other events, at most
+    // one pull per 10 s; the pull runs on its own task, this never waits for it).
+    let pull_started = state.pull.trigger(crate::pull::Trigger::SyncRequest);
+    let message = if pull_started {
+        tracing::info!("sync trigger received (POST /sync without a match list): pulling the list from the fogis-api-client service");
+        "no match list in the request: a pull of FOGIS's own list from the fogis-api-client service was started"
+    } else {
+        tracing::info!("sync trigger received (POST /sync without a match list): nothing to apply");
+        "no match list in the request: nothing to apply; the calendar follows every list the match-list-processor publishes (Redis) or posts (POST /sync with the list)"
+    };
     Ok(Json(json!({
         "success": true,
         "status": "success",
-        "message": "no match list in the request: nothing to apply; the calendar follows every list the match-list-processor publishes (Redis) or posts (POST /sync with the list)",
+        "message": message,
+        "pull_started": pull_started,
     }))
     .into_response())
 }

@@ -13,6 +13,7 @@
 
 mod agenda;
 mod html;
+mod pull;
 mod sections;
 
 use axum::extract::{Query, State};
@@ -42,6 +43,8 @@ pub struct View {
     /// The sync log, newest first, or why it could not be read.
     pub log: Result<Vec<LogEntry>, String>,
     pub sinks: Vec<SinkStatus>,
+    /// The FOGIS pull source.
+    pub pull: crate::pull::PullStatus,
 }
 
 /// The subscribe links, built from the request.
@@ -131,6 +134,7 @@ pub(crate) async fn page(
         matches,
         log,
         sinks,
+        pull: state.pull.status(),
     };
     let mut resp = axum::response::Html(render(&view)).into_response();
     let h = resp.headers_mut();
@@ -160,6 +164,7 @@ pub fn render(v: &View) -> String {
          <h2 id=\"agenda\">Upcoming matches</h2>{agenda}\
          <h2 id=\"subscribe\">Subscribe</h2>{subscribe}\
          <h2 id=\"redis\">Redis</h2>{redis}\
+         <h2 id=\"pull\">FOGIS pull</h2>{pull}\
          <h2 id=\"messages\">Last messages</h2>{messages}\
          <h2 id=\"sinks\">Sinks</h2>{sinks}\
          <p class=\"muted\">fogis-calendar-sync {version} · times in {tz} · \
@@ -170,6 +175,7 @@ pub fn render(v: &View) -> String {
         agenda = agenda::render(&v.matches, &v.agenda),
         subscribe = subscribe(&v.links),
         redis = sections::redis(&v.redis, v.agenda.now, v.agenda.tz, v.agenda.personal),
+        pull = pull::section(&v.pull, v.agenda.now, v.agenda.tz, v.agenda.personal),
         messages = sections::messages(v),
         sinks = sections::sinks(&v.sinks, v.agenda.now, v.agenda.tz, v.agenda.personal),
         version = env!("CARGO_PKG_VERSION"),
@@ -190,6 +196,8 @@ fn banner(v: &View) -> String {
     };
     let class = if v.sinks.iter().any(|s| s.auth_failed) {
         "bad"
+    } else if v.pull.consecutive_failures > 0 {
+        "warn"
     } else {
         class
     };

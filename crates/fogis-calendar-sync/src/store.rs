@@ -333,9 +333,15 @@ impl Store {
                 tx.prepare_cached(
                     "UPDATE held SET state = CASE WHEN id = ?1 THEN ?2 ELSE 'superseded' END,
                          resolved_at = ?3, resolved_by = ?4
-                     WHERE state = 'pending'",
+                     WHERE state = 'pending' AND (?1 IS NOT NULL OR ?5 IS NULL OR origin = ?5)",
                 )?
-                .execute(params![id, state, Utc::now().to_rfc3339(), r.by])?;
+                .execute(params![
+                    id,
+                    state,
+                    Utc::now().to_rfc3339(),
+                    r.by,
+                    r.only_from
+                ])?;
             }
             Ok(())
         })

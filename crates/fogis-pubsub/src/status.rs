@@ -97,6 +97,10 @@ pub struct SubscriberStatus {
     pub last_alert: Option<SystemAlert>,
     pub status_messages: u64,
     pub alert_messages: u64,
+    /// `processing_status` `completed` messages that reported changes with no match list
+    /// received since their `started`: publishes lost on the way (see
+    /// [`SyncTarget::on_publish_lost`](crate::SyncTarget::on_publish_lost)).
+    pub lost_publishes: u64,
     /// The last [`RECENT_MESSAGES`] messages, oldest first.
     pub recent: VecDeque<MessageRecord>,
     /// The stream consumer, when one is configured.

@@ -39,6 +39,12 @@
 //!    the key (publishers write key and message in one transaction, see
 //!    [`Publisher::publish_snapshot`]), and handing the key after it could only go back in time.
 //!
+//! The reader also follows the processor's cycle on its status channel: `started`, then, only
+//! when it detected a change, the match list and `completed`. A `completed` that reports
+//! changes with no match list received since its `started` means a publish was lost (the
+//! processor does not retry one); the handler hears of it ([`SyncTarget::on_publish_lost`]) and
+//! can fetch the list another way.
+//!
 //! A catch-up of a snapshot already applied is a duplicate, which the application skips for
 //! free. Together: at most once, plus the latest snapshot on every reconnect, which is all a
 //! snapshot protocol needs, as long as every publisher writes the key and Redis keeps it.
@@ -92,7 +98,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::SubscriberConfig;
-use crate::envelope::Snapshot;
+use crate::envelope::{Snapshot, StatusUpdate};
 use crate::error::RejectReason;
 use crate::publisher::Publisher;
 use crate::status::{StatusCell, StreamStatus, SubscriberStatus};
@@ -195,6 +201,16 @@ pub trait SyncTarget: Send + Sync {
         let _ = rejected;
         Box::pin(std::future::ready(()))
     }
+
+    /// Called when a `processing_status` `completed` says changes were detected but no match
+    /// list arrived since the `started` before it, on the same connection: the processor's
+    /// publish was lost (it does not retry one), or never made. The list must be fetched some
+    /// other way. Counted in [`SubscriberStatus::lost_publishes`]. Several waiting are merged
+    /// into one call with the newest status.
+    fn on_publish_lost(&self, status: StatusUpdate) -> BoxFuture<'_, ()> {
+        let _ = status;
+        Box::pin(std::future::ready(()))
+    }
 }
 
 impl<T: SyncTarget + ?Sized> SyncTarget for Arc<T> {
@@ -207,6 +223,9 @@ impl<T: SyncTarget + ?Sized> SyncTarget for Arc<T> {
     fn on_rejected(&self, rejected: RejectedPayload) -> BoxFuture<'_, ()> {
         (**self).on_rejected(rejected)
     }
+    fn on_publish_lost(&self, status: StatusUpdate) -> BoxFuture<'_, ()> {
+        (**self).on_publish_lost(status)
+    }
 }
 
 impl<T: SyncTarget + ?Sized> SyncTarget for Box<T> {
@@ -218,6 +237,9 @@ impl<T: SyncTarget + ?Sized> SyncTarget for Box<T> {
     }
     fn on_rejected(&self, rejected: RejectedPayload) -> BoxFuture<'_, ()> {
         (**self).on_rejected(rejected)
+    }
+    fn on_publish_lost(&self, status: StatusUpdate) -> BoxFuture<'_, ()> {
+        (**self).on_publish_lost(status)
     }
 }
 
@@ -319,6 +341,9 @@ pub(crate) struct Shared {
     pub(crate) inbox: inbox::Inbox,
     /// A separate connection for probes; the subscribed connection cannot publish.
     pub(crate) publisher: Publisher,
+    /// Where the processor's current cycle is, as the pub/sub reader saw it (see
+    /// [`intake::cycle_status`]): one of the `CYCLE_*` values of the intake module.
+    pub(crate) cycle: std::sync::atomic::AtomicU8,
 }
 
 impl Shared {
@@ -350,6 +375,7 @@ impl Shared {
             probes: Mutex::new(HashMap::new()),
             inbox: inbox::Inbox::default(),
             publisher: Publisher::new(config.redis_url.clone()).with_timeout(handle::PROBE_TIMEOUT),
+            cycle: std::sync::atomic::AtomicU8::new(intake::CYCLE_NONE),
             config,
         }
     }

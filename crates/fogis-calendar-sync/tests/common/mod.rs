@@ -92,6 +92,7 @@ pub fn serve_opts(dir: &Path) -> ServeOpts {
         redis: redis_opts(None),
         sinks: SinkOpts::none(),
         google: fogis_calendar_sync::sinks::google::config::GoogleOpts::none(),
+        pull: fogis_calendar_sync::pull::PullOpts::none(),
         bind: "127.0.0.1:0".parse().unwrap(),
         api_token: None,
         feed_token: None,

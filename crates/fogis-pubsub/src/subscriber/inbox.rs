@@ -30,6 +30,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{oneshot, Notify};
 
 use super::{HandlerOutcome, MatchUpdate, RejectedPayload};
+use crate::envelope::StatusUpdate;
 
 /// How many rejected payloads may wait for `on_rejected` (each at most 64 KiB).
 const REJECTED_QUEUE: usize = 16;
@@ -88,6 +89,8 @@ impl SlotItem {
 struct Pending {
     /// Merged connection events: `Some(true)` if any of them was a reconnect.
     connected: Option<bool>,
+    /// The newest status that revealed a lost publish, not yet handed to the handler.
+    publish_lost: Option<StatusUpdate>,
     rejected: VecDeque<RejectedPayload>,
     /// The stream entry waiting for the handler (the consumer hands over one at a time).
     stream: Option<StreamJob>,
@@ -109,6 +112,7 @@ pub(crate) struct Inbox {
 #[derive(Debug)]
 pub(crate) enum Work {
     Connected(bool),
+    PublishLost(StatusUpdate),
     Rejected(RejectedPayload),
     Stream(StreamJob),
     /// The newest pub/sub item, and the fallbacks behind it (newest first).
@@ -167,6 +171,12 @@ impl Inbox {
         self.notify.notify_one();
     }
 
+    /// Queues a lost-publish event (merged with one still waiting: the newest status wins).
+    pub(crate) fn publish_lost(&self, status: StatusUpdate) {
+        self.lock().publish_lost = Some(status);
+        self.notify.notify_one();
+    }
+
     /// Queues a rejected payload; the oldest is dropped when the queue is full.
     pub(crate) fn rejected(&self, payload: RejectedPayload) {
         {
@@ -196,6 +206,9 @@ impl Inbox {
         let mut p = self.lock();
         if let Some(reconnect) = p.connected.take() {
             return Some(Work::Connected(reconnect));
+        }
+        if let Some(status) = p.publish_lost.take() {
+            return Some(Work::PublishLost(status));
         }
         if let Some(payload) = p.rejected.pop_front() {
             return Some(Work::Rejected(payload));

@@ -3,11 +3,14 @@
 //! reader, the worker (which decodes what the reader left raw) and the stream consumer; never
 //! logs payload contents.
 
+use std::sync::atomic::Ordering;
+
 use chrono::{DateTime, Utc};
+use serde_json::Value;
 
 use super::inbox::{RawPayload, SlotItem};
 use super::{MatchUpdate, RejectedPayload, Shared, REJECTED_RAW_LIMIT};
-use crate::envelope::{Message, Snapshot};
+use crate::envelope::{Message, Snapshot, StatusUpdate};
 use crate::error::RejectReason;
 use crate::status::{RecordKind, StatusCell};
 
@@ -80,9 +83,20 @@ pub(super) fn accept_as(
             tracing::info!(channel, status = %update.status, "processing status");
             let outcome = format!("status: {}", update.status);
             record.write(status, channel, RecordKind::Status, outcome);
-            let mut s = status.lock();
-            s.status_messages += 1;
-            s.last_status = Some(update);
+            let lost = cycle_status(shared, &update);
+            {
+                let mut s = status.lock();
+                s.status_messages += 1;
+                s.lost_publishes += u64::from(lost);
+                s.last_status = Some(update.clone());
+            }
+            if lost {
+                tracing::warn!(
+                    channel,
+                    "the processor reports changes but published no match list since its `started`: a lost publish"
+                );
+                shared.inbox.publish_lost(update);
+            }
             Accepted::Recorded
         }
         Ok(Message::Alert(alert)) => {
@@ -103,6 +117,58 @@ pub(super) fn accept_as(
             reject_as(shared, channel, reason, payload, received_at, record);
             Accepted::Rejected
         }
+    }
+}
+
+/// No processor cycle seen on this connection (or the last one ended).
+pub(super) const CYCLE_NONE: u8 = 0;
+/// A `started` arrived, no match list since.
+pub(super) const CYCLE_STARTED: u8 = 1;
+/// A `started` arrived, and a match list after it.
+pub(super) const CYCLE_LISTED: u8 = 2;
+
+/// Follows the processor's cycle (PROTOCOL.md section 7: `started`, then, only when it detected
+/// a change, the match list and `completed`). True when this status is a `completed` that
+/// reports changes while no match list arrived since the `started`: the publish was lost.
+/// Messages on one connection arrive in publish order, whatever channel they use, so the
+/// reader's order is the processor's. A `completed` without a `started` seen (we connected in
+/// between) proves nothing and reports nothing.
+pub(super) fn cycle_status(shared: &Shared, update: &StatusUpdate) -> bool {
+    match update.status.as_str() {
+        "started" => {
+            shared.cycle.store(CYCLE_STARTED, Ordering::Relaxed);
+            false
+        }
+        "completed" => {
+            let was = shared.cycle.swap(CYCLE_NONE, Ordering::Relaxed);
+            was == CYCLE_STARTED && reports_changes(&update.details)
+        }
+        _ => false,
+    }
+}
+
+/// A match payload arrived: the current cycle published its list.
+pub(super) fn cycle_listed(shared: &Shared) {
+    let _ = shared.cycle.compare_exchange(
+        CYCLE_STARTED,
+        CYCLE_LISTED,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+}
+
+/// A new connection: whatever cycle was under way is unknown now.
+pub(super) fn cycle_reset(shared: &Shared) {
+    shared.cycle.store(CYCLE_NONE, Ordering::Relaxed);
+}
+
+/// `details.changes_detected` says yes: `true`, a positive count, or `"true"`.
+fn reports_changes(details: &Value) -> bool {
+    match details.get("changes_detected") {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::Number(n)) => n.as_f64().is_some_and(|n| n > 0.0),
+        Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
+        _ => false,
     }
 }
 
@@ -147,6 +213,7 @@ pub(super) fn intake(shared: &Shared, channel: &str, payload: &[u8]) -> bool {
     let Accepted::Snapshot(snapshot) = accept(shared, channel, payload, received_at) else {
         return false;
     };
+    cycle_listed(shared);
     let n = snapshot.matches.len();
     let seq = shared.status.received(
         channel,
@@ -173,6 +240,8 @@ pub(super) fn intake_raw(shared: &Shared, msg: redis::Msg) {
         return;
     }
     tracing::debug!(channel, size, "received a message");
+    // A payload this large on a match channel is a match list (see the inbox's docs).
+    cycle_listed(shared);
     let seq = shared
         .status
         .received(channel, RecordKind::Matches, "queued".into());
@@ -202,4 +271,26 @@ pub(super) fn coalesced(s: &mut crate::status::SubscriberStatus, seq: u64) {
     s.messages_coalesced += 1;
     let text = "coalesced: superseded by a newer snapshot".to_string();
     StatusCell::set_outcome(s, seq, text);
+}
+
+#[cfg(test)]
+mod cycle_tests {
+    use super::*;
+
+    #[test]
+    fn changes_detected_may_be_a_flag_a_count_or_a_string() {
+        let yes = [
+            serde_json::json!({"changes_detected": true}),
+            serde_json::json!({"changes_detected": 3}),
+            serde_json::json!({"changes_detected": "True"}),
+        ];
+        let no = [
+            serde_json::json!({"changes_detected": false}),
+            serde_json::json!({"changes_detected": 0}),
+            serde_json::json!({}),
+            Value::Null,
+        ];
+        assert!(yes.iter().all(reports_changes));
+        assert!(!no.iter().any(reports_changes));
+    }
 }

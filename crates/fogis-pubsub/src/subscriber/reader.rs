@@ -95,6 +95,9 @@ pub(crate) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
                     "📡 Subscribed to match updates from match-list-processor"
                 );
                 shared.inbox.connected(reconnect);
+                // A cycle begun before this connection may have lost its list while nobody
+                // listened; the (re)connect event already says so.
+                super::intake::cycle_reset(&shared);
                 // A restart asked for while connecting is answered by this fresh connection;
                 // its stored permit must not tear the connection down again at once.
                 let _ = shared.restart.notified().now_or_never();

@@ -54,6 +54,12 @@ pub(crate) async fn run(
                         tracing::error!("on_connected handler panicked");
                     }
                 }
+                Work::PublishLost(status) => {
+                    let hook = AssertUnwindSafe(target.on_publish_lost(status)).catch_unwind();
+                    if hook.await.is_err() {
+                        tracing::error!("on_publish_lost handler panicked");
+                    }
+                }
                 Work::Rejected(payload) => {
                     let hook = AssertUnwindSafe(target.on_rejected(payload)).catch_unwind();
                     if hook.await.is_err() {
