@@ -9,6 +9,7 @@
 //! The service is a library: [`run`] takes its configuration, a bound listener and a shutdown
 //! token, so tests start it on port 0 and stop it explicitly.
 
+pub mod auth;
 pub mod checkpoint;
 pub mod config;
 pub mod engine;
@@ -184,6 +185,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let access = auth::policy(&opts, listener.local_addr()?)?;
     let kinds = sink_kinds(&opts)?;
     let state_opts = opts.state.clone();
     let flags = engine::SinkFlags {
@@ -216,9 +218,6 @@ pub async fn run(
         pipeline::CalendarTarget::new(engine.clone(), metrics.clone()),
     );
     let addr = listener.local_addr()?;
-    if !addr.ip().is_loopback() && opts.api_token.is_none() {
-        tracing::warn!(%addr, "listening beyond loopback without API_TOKEN: anyone who can reach this port can change the calendar");
-    }
     let state = server::AppState {
         engine,
         metrics,
@@ -231,7 +230,10 @@ pub async fn run(
         started: Instant::now(),
     };
     tracing::info!(%addr, data_dir = %opts.state.data_dir.display(), "fogis-calendar-sync listening");
-    let app = server::router(state).merge(fogis_pubsub::http::router(subscriber.clone()));
+    let app = auth::protect(
+        server::router(state).merge(fogis_pubsub::http::routes(subscriber.clone())),
+        access,
+    );
     let served = http_server::serve(listener, app, shutdown.clone(), opts.http_limits()).await;
     subscriber.shutdown();
     subscriber.join().await;

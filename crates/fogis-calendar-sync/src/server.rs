@@ -1,4 +1,5 @@
-//! The HTTP API: routes, authentication and the one place where errors become status codes.
+//! The HTTP API: routes and the one place where errors become status codes. Who may call which
+//! route is decided once, for the whole merged app, in [`crate::auth`]; no handler checks a token.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -6,7 +7,7 @@ use std::time::Instant;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -40,8 +41,6 @@ pub enum ApiError {
     BadRequest(String),
     #[error("request body exceeds MAX_BODY_BYTES ({0} bytes)")]
     TooLarge(usize),
-    #[error("missing or wrong token")]
-    Unauthorized,
     #[error("{0}")]
     NotFound(String),
     #[error("internal error")]
@@ -53,7 +52,6 @@ impl IntoResponse for ApiError {
         let status = match &self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Internal(detail) => {
                 // Internals are logged, never sent.
@@ -61,16 +59,11 @@ impl IntoResponse for ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         };
-        let mut resp = (
+        (
             status,
             Json(json!({"success": false, "error": self.to_string()})),
         )
-            .into_response();
-        if status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        resp
+            .into_response()
     }
 }
 
@@ -95,62 +88,37 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Compares two secrets in time that depends only on their lengths.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
-}
-
-/// POST routes: the API token, when one is configured.
-fn require_api_token(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    match &state.api_token {
-        None => Ok(()),
-        Some(t)
-            if bearer(headers)
-                .is_some_and(|b| constant_time_eq(b.as_bytes(), t.expose().as_bytes())) =>
-        {
-            Ok(())
-        }
-        Some(_) => Err(ApiError::Unauthorized),
-    }
-}
+use fogis_pubsub::http::auth::bearer;
+pub use fogis_pubsub::http::auth::constant_time_eq;
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct TokenQuery {
     pub(crate) token: Option<String>,
 }
 
-/// Whether a read request may see personal data: no token configured, or it carries one.
+/// Whether a read request may see personal data: no token configured, or it carries the feed
+/// token (query or header) or the API token (header only). The access layer already refused
+/// every other request to the routes that call this; it stays as a second line.
 pub(crate) fn may_see_personal_data(
     state: &AppState,
     headers: &HeaderMap,
     query: &TokenQuery,
 ) -> bool {
-    let tokens: Vec<&Secret> = [&state.api_token, &state.feed_token]
-        .into_iter()
-        .flatten()
-        .collect();
-    if tokens.is_empty() {
+    if state.api_token.is_none() && state.feed_token.is_none() {
         return true;
     }
-    let offered = [bearer(headers), query.token.as_deref()];
-    tokens.iter().any(|t| {
-        offered
-            .iter()
-            .flatten()
-            .any(|o| constant_time_eq(o.as_bytes(), t.expose().as_bytes()))
-    })
+    let matches = |t: &Secret, o: Option<&str>| {
+        o.is_some_and(|o| constant_time_eq(o.as_bytes(), t.expose().as_bytes()))
+    };
+    let feed = state
+        .feed_token
+        .as_ref()
+        .is_some_and(|t| matches(t, bearer(headers)) || matches(t, query.token.as_deref()));
+    let api = state
+        .api_token
+        .as_ref()
+        .is_some_and(|t| matches(t, bearer(headers)));
+    feed || api
 }
 
 /// Liveness and a summary. Always 200 while the service runs: Redis being away degrades the
@@ -234,14 +202,7 @@ async fn sinks(State(state): State<AppState>) -> Json<Value> {
 }
 
 /// The phonebook as vCards: the same cards the CardDAV sink writes.
-async fn contacts(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(query): Query<TokenQuery>,
-) -> Result<Response, ApiError> {
-    if !may_see_personal_data(&state, &headers, &query) {
-        return Err(ApiError::Unauthorized);
-    }
+async fn contacts(State(state): State<AppState>) -> Result<Response, ApiError> {
     let book = crate::sinks::phonebook::phonebook(
         &state.engine.matches(),
         state.user_referee_number.as_deref(),
@@ -284,7 +245,6 @@ async fn sync(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    require_api_token(&state, &headers)?;
     let engine = state.engine.clone();
     let body = match body {
         Ok(b) => b,
@@ -376,10 +336,8 @@ async fn held_list(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
 
 async fn held_apply(
     State(state): State<AppState>,
-    headers: HeaderMap,
     axum::extract::Path(id): axum::extract::Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
-    require_api_token(&state, &headers)?;
     let engine = state.engine.clone();
     let applied = tokio::task::spawn_blocking(move || engine.apply_held(id, "operator"))
         .await
@@ -390,10 +348,8 @@ async fn held_apply(
 
 async fn held_discard(
     State(state): State<AppState>,
-    headers: HeaderMap,
     axum::extract::Path(id): axum::extract::Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
-    require_api_token(&state, &headers)?;
     let engine = state.engine.clone();
     let done = tokio::task::spawn_blocking(move || engine.discard_held(id))
         .await
@@ -456,20 +412,7 @@ async fn matches(
     Json(json!({"success": true, "count": list.len(), "matches": list}))
 }
 
-async fn calendar(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(query): Query<TokenQuery>,
-) -> Result<Response, ApiError> {
-    if let Some(t) = &state.feed_token {
-        let ok = query
-            .token
-            .as_deref()
-            .is_some_and(|q| constant_time_eq(q.as_bytes(), t.expose().as_bytes()));
-        if !ok {
-            return Err(ApiError::Unauthorized);
-        }
-    }
+async fn calendar(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let etag = format!("\"g{}\"", state.engine.generation());
     if headers
         .get(header::IF_NONE_MATCH)
@@ -495,11 +438,7 @@ async fn calendar(
         .into_response())
 }
 
-async fn quarantine(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    require_api_token(&state, &headers)?;
+async fn quarantine(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let engine = state.engine.clone();
     let list = tokio::task::spawn_blocking(move || engine.quarantined(100))
         .await

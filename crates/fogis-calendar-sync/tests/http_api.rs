@@ -260,8 +260,8 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
 #[tokio::test]
 async fn tokens_guard_the_api_and_the_feed() {
     let svc = Service::start_with(|o| {
-        o.api_token = secret("api-secret");
-        o.feed_token = secret("feed-secret");
+        o.api_token = secret("api-secret-0123456789");
+        o.feed_token = secret("feed-secret-0123456789");
     })
     .await;
     let (status, _) = svc.post("/sync", fixture("seed_flat.json")).await;
@@ -278,7 +278,7 @@ async fn tokens_guard_the_api_and_the_feed() {
     let resp = svc
         .http
         .post(svc.url("/sync"))
-        .bearer_auth("api-secret")
+        .bearer_auth("api-secret-0123456789")
         .body(fixture("seed_flat.json"))
         .send()
         .await
@@ -289,20 +289,25 @@ async fn tokens_guard_the_api_and_the_feed() {
     assert_eq!(feed.status().as_u16(), 401);
     let feed = svc
         .http
-        .get(svc.url("/calendar.ics?token=feed-secret"))
+        .get(svc.url("/calendar.ics?token=feed-secret-0123456789"))
         .send()
         .await
         .unwrap();
     assert_eq!(feed.status().as_u16(), 200);
     assert!(feed.text().await.unwrap().contains("BEGIN:VEVENT"));
 
-    // Without a token /matches shows no contact data; with one it does.
-    let open = svc.get_json("/matches").await.to_string();
+    // Without a token /matches answers 401 and no data; with one it shows all.
+    let open = svc.http.get(svc.url("/matches")).send().await.unwrap();
+    assert_eq!(open.status().as_u16(), 401);
+    let open = open.text().await.unwrap();
     assert!(
         !open.contains("0700000000") && !open.contains("example.com"),
         "{open}"
     );
-    let full = svc.get_json("/matches?token=feed-secret").await.to_string();
+    let full = svc
+        .get_json("/matches?token=feed-secret-0123456789")
+        .await
+        .to_string();
     assert!(full.contains("0700000000"));
 }
 

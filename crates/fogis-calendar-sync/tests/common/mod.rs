@@ -93,6 +93,7 @@ pub fn serve_opts(dir: &Path) -> ServeOpts {
         bind: "127.0.0.1:0".parse().unwrap(),
         api_token: None,
         feed_token: None,
+        allow_unauthenticated: false,
         max_body_bytes: 4 * 1024 * 1024,
         log_format: LogFormat::Pretty,
         http_header_timeout_seconds: 10,
