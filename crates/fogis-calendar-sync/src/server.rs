@@ -158,7 +158,7 @@ async fn health(State(state): State<AppState>) -> Json<Value> {
             "connected_since": redis.connected_since,
             "disconnected_since": redis.disconnected_since,
             "reconnect_count": redis.reconnect_count,
-            "last_error": redis.last_error,
+            "last_error": redis.last_error.as_deref().map(crate::mask::mask_pii),
             "last_sync_time": redis.last_sync_time,
         },
     }))
@@ -186,7 +186,9 @@ fn sink_summary(state: &AppState) -> Value {
                 "state": health,
                 "pending": s.pending,
                 "last_success": s.last_success,
-                "last_error": s.last_error,
+                // /health is public: a remote's error text may quote what it refused (an event
+                // with phone numbers). The detail is on /sinks, behind the token.
+                "last_error": s.last_error.as_ref().map(|_| "the last attempt failed: see GET /sinks"),
             })
         })
         .collect()
