@@ -13,6 +13,7 @@ pub mod auth;
 pub mod checkpoint;
 pub mod config;
 pub mod engine;
+pub mod files;
 pub mod held;
 pub mod http_server;
 pub mod ics;
@@ -195,8 +196,12 @@ pub async fn run(
         google_calendar: kinds.iter().any(|k| k.name() == sinks::GOOGLE_CALENDAR),
         google_contacts: kinds.iter().any(|k| k.name() == sinks::GOOGLE_CONTACTS),
     };
-    let engine =
-        tokio::task::spawn_blocking(move || open_engine_with(&state_opts, flags)).await??;
+    // One `serve` per DATA_DIR, held until `run` returns.
+    let (_lock, engine) = tokio::task::spawn_blocking(move || {
+        let lock = files::ServeLock::acquire(&state_opts.data_dir)?;
+        anyhow::Ok((lock, open_engine_with(&state_opts, flags)?))
+    })
+    .await??;
     let engine = Arc::new(engine);
     checkpoint::tune(&engine);
     let tracker = tokio_util::task::TaskTracker::new();
