@@ -330,12 +330,34 @@ fn assert_tokens_required(env: &BTreeMap<String, String>) {
     }
 }
 
+/// The service's container: an unwritable image but for a tmpfs on /tmp, no capabilities, no
+/// privilege gain, memory and process limits.
+fn assert_sandboxed(svc: &yaml_rust2::Yaml) {
+    assert_eq!(svc["read_only"].as_bool(), Some(true), "read_only");
+    let tmpfs = strings(&svc["tmpfs"]);
+    assert!(
+        tmpfs.len() == 1 && tmpfs[0].starts_with("/tmp:"),
+        "tmpfs {tmpfs:?}"
+    );
+    assert_eq!(strings(&svc["cap_drop"]), ["ALL"]);
+    assert!(svc["cap_add"].is_badvalue(), "no capability added back");
+    assert_eq!(strings(&svc["security_opt"]), ["no-new-privileges:true"]);
+    assert_eq!(scalar(&svc["mem_limit"]), "256m");
+    assert_eq!(svc["pids_limit"].as_i64(), Some(256));
+    // The volume holds the state: the only place it writes, besides /tmp.
+    let volumes = strings(&svc["volumes"]);
+    assert_eq!(volumes.len(), 1, "{volumes:?}");
+}
+
 #[test]
 fn compose_file_runs_redis_the_service_and_optional_radicale() {
     let doc = yaml("docker-compose.yml");
     let services = &doc["services"];
     let redis = &services["redis"];
-    assert_eq!(scalar(&redis["image"]), "redis:7-alpine");
+    assert_eq!(scalar(&redis["image"]), "redis:7.4-alpine");
+    assert_eq!(redis["read_only"].as_bool(), Some(true));
+    assert_eq!(strings(&redis["cap_drop"]), ["ALL"]);
+    assert_eq!(strings(&redis["security_opt"]), ["no-new-privileges:true"]);
     let cmd = strings(&redis["command"]).join(" ");
     assert!(cmd.contains("--appendonly yes"), "{cmd}");
     assert!(cmd.contains("--maxmemory-policy noeviction"), "{cmd}");
@@ -363,11 +385,14 @@ fn compose_file_runs_redis_the_service_and_optional_radicale() {
     assert_eq!(env["DATA_DIR"], "/data");
     assert_eq!(env["REDIS_URL"], "redis://redis:6379");
     assert_tokens_required(&env);
+    assert_sandboxed(svc);
 
     let radicale = &services["radicale"];
     assert_eq!(strings(&radicale["profiles"]), ["radicale"]);
     assert!(scalar(&radicale["image"]).starts_with("tomsquest/docker-radicale"));
     assert_eq!(strings(&radicale["volumes"]), ["radicale-data:/data"]);
+    assert_eq!(strings(&radicale["ports"]), ["127.0.0.1:5232:5232"]);
+    assert_eq!(strings(&radicale["cap_drop"]), ["ALL"]);
 }
 
 #[test]
@@ -434,6 +459,7 @@ fn fogis_stack_snippet_replaces_the_python_calendar_service() {
         [format!("127.0.0.1:9083:{}", port_of(&env["BIND"]))]
     );
     assert_tokens_required(&env);
+    assert_sandboxed(svc);
     let volume = strings(&svc["volumes"])[0].clone();
     assert_eq!(volume.split_once(':').unwrap().1, env["DATA_DIR"]);
     assert!(doc["volumes"][volume.split(':').next().unwrap()].is_null());
