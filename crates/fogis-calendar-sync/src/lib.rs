@@ -20,6 +20,7 @@ pub mod ics;
 pub mod mask;
 pub mod metrics;
 pub mod model;
+pub mod outbound;
 pub mod outbox;
 pub mod pipeline;
 pub mod purge;
@@ -78,6 +79,15 @@ pub fn sink_kinds(opts: &ServeOpts) -> anyhow::Result<Vec<sinks::SinkKind>> {
     let timeout = std::time::Duration::from_secs(s.sink_timeout_seconds);
     let secret = |p: &Option<config::Secret>| p.as_ref().map(|x| x.expose().to_string());
     let mut kinds = Vec::new();
+    for (var, url, credentials) in [
+        ("CALDAV_URL", &s.caldav_url, s.caldav_password.is_some()),
+        ("CARDDAV_URL", &s.carddav_url, s.carddav_password.is_some()),
+        ("FORWARD_URL", &s.forward_url, s.forward_token.is_some()),
+    ] {
+        if let Some(url) = url {
+            outbound::warn_plain_http(var, url, credentials);
+        }
+    }
     if let Some(url) = &s.caldav_url {
         let sink = sinks::caldav::CalDavSink::new(
             url,

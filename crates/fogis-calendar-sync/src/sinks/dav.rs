@@ -125,11 +125,7 @@ impl DavClient {
             Some(u) => (Some(u), password),
             None => (url_user, password.or(url_password)),
         };
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("fogis-calendar-sync/", env!("CARGO_PKG_VERSION")))
+        let http = crate::outbound::client(timeout)
             .build()
             .map_err(DavError::from_reqwest)?;
         Ok(DavClient {

@@ -2,8 +2,11 @@
 //!
 //! The variants say what the caller must do, not what the server said: fix the configuration
 //! (`Unauthorized`), re-read (`PreconditionFailed`), try later ([`DavError::is_retryable`]).
-//! Server text is personal data as often as not, so at most a 200-character excerpt of an error
-//! answer is kept, with control characters flattened so it cannot forge log lines.
+//! Server text is personal data as often as not (a server quoting the DESCRIPTION it refused),
+//! so at most a 200-character excerpt of an error answer is kept, with control characters
+//! flattened, for the caller; it is never displayed (the message, and so the sink status and
+//! the log, say only the status, or where a redirect pointed), and logged only at debug level,
+//! masked.
 
 use reqwest::header::LOCATION;
 use reqwest::{Response, StatusCode};
@@ -24,8 +27,9 @@ pub enum DavError {
     /// 404 where something had to exist (a collection that could not be created, say).
     #[error("not found (HTTP 404)")]
     NotFound,
-    /// Any other unexpected status; `body_excerpt` is at most 200 characters of the answer.
-    #[error("HTTP {status}: {body_excerpt}")]
+    /// Any other unexpected status; `body_excerpt` is at most 200 characters of the answer
+    /// (never displayed, but for a redirect's location).
+    #[error("HTTP {status}{}", shown_excerpt(*status, body_excerpt))]
     Status { status: u16, body_excerpt: String },
     /// No answer within the configured timeout.
     #[error("the request timed out")]
@@ -73,6 +77,16 @@ impl DavError {
     }
 }
 
+/// What the message shows of an excerpt: a redirect's location (configuration, not content),
+/// otherwise a fixed text.
+fn shown_excerpt(status: u16, excerpt: &str) -> String {
+    if (300..400).contains(&status) {
+        format!(": {excerpt}: not followed")
+    } else {
+        ": the server's text is logged at debug level".to_string()
+    }
+}
+
 /// The error for an unexpected status; reads only the start of the body.
 pub(super) async fn status_error(mut resp: Response) -> DavError {
     let status = resp.status();
@@ -103,6 +117,11 @@ pub(super) async fn status_error(mut resp: Response) -> DavError {
     }
     let cleaned = text.replace(char::is_control, " ");
     let words: Vec<&str> = cleaned.split_whitespace().collect();
+    tracing::debug!(
+        status = status.as_u16(),
+        excerpt = %crate::mask::mask_pii(&words.join(" ")),
+        "DAV server's error answer"
+    );
     DavError::Status {
         status: status.as_u16(),
         body_excerpt: words.join(" ").chars().take(EXCERPT_CHARS).collect(),
