@@ -399,19 +399,58 @@ fn strip_personal(record: &mut Value) {
     }
 }
 
+/// Most matches one `/matches` answer carries (`?limit=`), and the default.
+pub const MATCHES_PAGE_MAX: usize = 1000;
+
+#[derive(Debug, Deserialize)]
+struct PageQuery {
+    offset: Option<usize>,
+    limit: Option<usize>,
+}
+
+/// `GET /matches?offset=&limit=`: one page, in stored order, built off the async threads
+/// (serialising thousands of matches is CPU work). `next_offset` is set while more follow.
 async fn matches(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(query): Query<TokenQuery>,
-) -> Json<Value> {
+    page: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Ok(Query(page)) = page else {
+        return Err(ApiError::BadRequest(
+            "offset and limit must be non-negative integers".into(),
+        ));
+    };
     let personal = may_see_personal_data(&state, &headers, &query);
-    let list: Vec<Value> = state
-        .engine
-        .matches()
-        .iter()
-        .map(|m| match_json(m, personal))
-        .collect();
-    Json(json!({"success": true, "count": list.len(), "matches": list}))
+    let offset = page.offset.unwrap_or(0);
+    let limit = page
+        .limit
+        .unwrap_or(MATCHES_PAGE_MAX)
+        .clamp(1, MATCHES_PAGE_MAX);
+    let engine = state.engine.clone();
+    let body = tokio::task::spawn_blocking(move || {
+        let all = engine.matches();
+        let total = all.len();
+        let list: Vec<Value> = all
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(|m| match_json(m, personal))
+            .collect();
+        let end = offset.saturating_add(list.len());
+        json!({
+            "success": true,
+            "count": list.len(),
+            "total": total,
+            "offset": offset,
+            "limit": limit,
+            "next_offset": (end < total).then_some(end),
+            "matches": list,
+        })
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(body))
 }
 
 async fn calendar(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {

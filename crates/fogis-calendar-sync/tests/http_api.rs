@@ -347,3 +347,48 @@ async fn health_answers() {
     assert_eq!(h["status"], "ok");
     assert_eq!(h["matches"], 0);
 }
+
+#[tokio::test]
+async fn matches_come_in_pages_that_together_hold_every_match_once() {
+    let svc = Service::start().await;
+    let (status, _) = svc
+        .post(
+            "/sync",
+            serde_json::to_vec(&future_snapshot(&[1, 2, 3, 4, 5], "pages")).unwrap(),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let all = svc.get_json("/matches").await;
+    assert_eq!((&all["count"], &all["total"]), (&5.into(), &5.into()));
+    assert!(all["next_offset"].is_null());
+    let mut seen = Vec::new();
+    let mut offset = Some(0);
+    while let Some(o) = offset {
+        let page = svc.get_json(&format!("/matches?offset={o}&limit=2")).await;
+        assert_eq!(page["total"], 5);
+        assert!(page["count"].as_u64().unwrap() <= 2);
+        for m in page["matches"].as_array().unwrap() {
+            seen.push(m["match_id"].as_i64().unwrap());
+        }
+        offset = page["next_offset"].as_u64();
+    }
+    let ids: Vec<i64> = all["matches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["match_id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seen, ids);
+    let past = svc.get_json("/matches?offset=99").await;
+    assert_eq!((&past["count"], &past["total"]), (&0.into(), &5.into()));
+    let (status, body) = {
+        let resp = svc
+            .http
+            .get(svc.url("/matches?limit=-1"))
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    };
+    assert_eq!(status, 400, "{body}");
+}
