@@ -274,6 +274,10 @@ pub struct ServeOpts {
     #[arg(long, env = "ALLOW_UNAUTHENTICATED", default_value_t = false, action = clap::ArgAction::Set,
           value_parser = clap::builder::BoolishValueParser::new())]
     pub allow_unauthenticated: bool,
+    /// Days an archived match (played, no longer in the lists) is kept after its kick-off;
+    /// the running service removes older ones every 6 hours (0: keep them forever).
+    #[arg(long, env = "ARCHIVE_RETENTION_DAYS", default_value_t = 400)]
+    pub archive_retention_days: u32,
     /// Largest accepted HTTP body in bytes.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_body_bytes: usize,

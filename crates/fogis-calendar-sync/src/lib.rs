@@ -217,6 +217,13 @@ pub async fn run(
     let tracker = tokio_util::task::TaskTracker::new();
     let sinks_shutdown = shutdown.child_token();
     let sinks = sinks::Sinks::start(kinds, &engine, &tracker, &sinks_shutdown);
+    if opts.archive_retention_days > 0 {
+        tracker.spawn(purge::retention_loop(
+            opts.state.data_dir.clone(),
+            opts.archive_retention_days,
+            sinks_shutdown.clone(),
+        ));
+    }
     let metrics = Arc::new(metrics::Metrics::default());
     let sub_config = opts.redis.subscriber_config()?;
     if sub_config.enabled {

@@ -392,3 +392,47 @@ async fn matches_come_in_pages_that_together_hold_every_match_once() {
     };
     assert_eq!(status, 400, "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archived_matches_past_their_retention_are_removed_by_the_running_service() {
+    let svc = Service::start_with(|o| o.archive_retention_days = 0).await;
+    let ids = |m: &Value| -> Vec<i64> {
+        m["matches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["match_id"].as_i64().unwrap())
+            .collect()
+    };
+    // 7000000 kicked off 401 days ago, 7000001 ten days ago, 7000002 is in three days.
+    let (s, b) = svc
+        .post(
+            "/sync",
+            serde_json::to_vec(&future_snapshot(&[-401, -10, 3], "r1")).unwrap(),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    // The next list has only the coming match: the played ones are archived, not deleted.
+    let mut next = future_snapshot(&[-401, -10, 3], "r2");
+    let list = next["payload"]["matches"].as_array_mut().unwrap();
+    list.drain(..2);
+    let (s, b) = svc.post("/sync", serde_json::to_vec(&next).unwrap()).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["archived"], 2, "{b}");
+    let m = svc.get_json("/matches").await;
+    assert_eq!(ids(&m), [7_000_000, 7_000_001, 7_000_002]);
+    let dir = svc.stop().await;
+
+    // With the default retention (400 days), the service removes the one past it at once.
+    let svc = Service::start_in(dir, |o| o.archive_retention_days = 400).await;
+    let m = svc
+        .wait_json(
+            "/matches",
+            "the old archived match pruned",
+            std::time::Duration::from_secs(10),
+            |m| m["total"] == 2,
+        )
+        .await;
+    assert_eq!(ids(&m), [7_000_001, 7_000_002]);
+    assert_eq!(m["matches"][0]["presence"], "archived");
+}
