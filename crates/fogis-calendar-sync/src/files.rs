@@ -27,12 +27,21 @@ pub fn private_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Makes `path` (created empty when missing) readable and writable by its owner only.
+///
+/// An existing file is never opened, only its mode changed: closing any descriptor of a file
+/// drops every POSIX lock this process holds on it, SQLite's included (the state file of a
+/// running engine, the lock file of [`ServeLock`]).
 pub fn private_file(path: &Path) -> std::io::Result<()> {
     let mut options = std::fs::OpenOptions::new();
-    options.append(true).create(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    drop(options.open(path)?);
+    match options.open(path) {
+        // New: nobody can hold a lock on it yet.
+        Ok(file) => drop(file),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
     set_mode(path, 0o600)
 }
 
