@@ -278,6 +278,10 @@ pub struct ServeOpts {
     /// the running service removes older ones every 6 hours (0: keep them forever).
     #[arg(long, env = "ARCHIVE_RETENTION_DAYS", default_value_t = 400)]
     pub archive_retention_days: u32,
+    /// Most archived matches kept, the latest by kick-off; older ones are removed with the
+    /// retention (0: no cap).
+    #[arg(long, env = "MAX_ARCHIVED_MATCHES", default_value_t = 10_000)]
+    pub max_archived_matches: usize,
     /// Largest accepted HTTP body in bytes.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_body_bytes: usize,

@@ -217,10 +217,11 @@ pub async fn run(
     let tracker = tokio_util::task::TaskTracker::new();
     let sinks_shutdown = shutdown.child_token();
     let sinks = sinks::Sinks::start(kinds, &engine, &tracker, &sinks_shutdown);
-    if opts.archive_retention_days > 0 {
+    if opts.archive_retention_days > 0 || opts.max_archived_matches > 0 {
         tracker.spawn(purge::retention_loop(
             opts.state.data_dir.clone(),
             opts.archive_retention_days,
+            opts.max_archived_matches,
             sinks_shutdown.clone(),
         ));
     }

@@ -42,16 +42,26 @@ pub const RETENTION_EVERY: std::time::Duration = std::time::Duration::from_secs(
 /// (played, no longer listed) that kicked off more than `days` days ago are removed from the
 /// state in `dir`, through a connection of its own (the engine reloads, as after `purge`).
 /// A failure is logged and tried again next time: the state stays as it was.
+/// Beyond `days`, at most `cap` archived matches are kept (the newest by kick-off; 0: no cap).
 pub async fn retention_loop(
     dir: std::path::PathBuf,
     days: u32,
+    cap: usize,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     loop {
         let dir = dir.clone();
         let pruned = tokio::task::spawn_blocking(move || {
-            let before = Utc::now() - chrono::Duration::days(i64::from(days));
-            Store::open_dir(&dir)?.prune_archived(before)
+            let mut store = Store::open_dir(&dir)?;
+            let old = match days {
+                0 => 0,
+                d => store.prune_archived(Utc::now() - chrono::Duration::days(i64::from(d)))?,
+            };
+            let over = match cap {
+                0 => 0,
+                c => store.cap_archived(c)?,
+            };
+            Ok::<_, StoreError>(old + over)
         })
         .await;
         match pruned {
@@ -82,6 +92,17 @@ impl Store {
         Ok(self.conn.execute(
             "DELETE FROM matches WHERE presence = 'archived' AND start_utc < ?1",
             params![before.timestamp()],
+        )?)
+    }
+
+    /// Keeps the `cap` archived matches that kicked off last, removes the others.
+    pub fn cap_archived(&mut self, cap: usize) -> Result<usize, StoreError> {
+        let cap = i64::try_from(cap).unwrap_or(i64::MAX);
+        Ok(self.conn.execute(
+            "DELETE FROM matches WHERE presence = 'archived' AND match_id NOT IN (
+                 SELECT match_id FROM matches WHERE presence = 'archived'
+                 ORDER BY start_utc DESC, match_id DESC LIMIT ?1)",
+            params![cap],
         )?)
     }
 

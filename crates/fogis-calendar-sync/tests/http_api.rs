@@ -395,7 +395,11 @@ async fn matches_come_in_pages_that_together_hold_every_match_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn archived_matches_past_their_retention_are_removed_by_the_running_service() {
-    let svc = Service::start_with(|o| o.archive_retention_days = 0).await;
+    let svc = Service::start_with(|o| {
+        o.archive_retention_days = 0;
+        o.max_archived_matches = 0;
+    })
+    .await;
     let ids = |m: &Value| -> Vec<i64> {
         m["matches"]
             .as_array()
@@ -435,4 +439,42 @@ async fn archived_matches_past_their_retention_are_removed_by_the_running_servic
         .await;
     assert_eq!(ids(&m), [7_000_001, 7_000_002]);
     assert_eq!(m["matches"][0]["presence"], "archived");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_most_max_archived_matches_are_kept_the_latest_ones() {
+    let svc = Service::start_with(|o| o.max_archived_matches = 0).await;
+    // Four played matches, then a list without them: all four archived.
+    let (s, b) = svc
+        .post(
+            "/sync",
+            serde_json::to_vec(&future_snapshot(&[-40, -30, -20, -10, 3], "c1")).unwrap(),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let mut next = future_snapshot(&[-40, -30, -20, -10, 3], "c2");
+    next["payload"]["matches"]
+        .as_array_mut()
+        .unwrap()
+        .drain(..4);
+    let (s, b) = svc.post("/sync", serde_json::to_vec(&next).unwrap()).await;
+    assert_eq!((s, &b["archived"]), (200, &4.into()), "{b}");
+    let dir = svc.stop().await;
+    let svc = Service::start_in(dir, |o| o.max_archived_matches = 2).await;
+    let m = svc
+        .wait_json(
+            "/matches",
+            "two archived matches left",
+            std::time::Duration::from_secs(10),
+            |m| m["total"] == 3,
+        )
+        .await;
+    let ids: Vec<i64> = m["matches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["match_id"].as_i64().unwrap())
+        .collect();
+    // The two that kicked off last, and the listed one.
+    assert_eq!(ids, [7_000_002, 7_000_003, 7_000_004]);
 }

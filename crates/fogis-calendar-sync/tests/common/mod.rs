@@ -95,6 +95,7 @@ pub fn serve_opts(dir: &Path) -> ServeOpts {
         feed_token: None,
         allow_unauthenticated: false,
         archive_retention_days: 400,
+        max_archived_matches: 10_000,
         max_body_bytes: 4 * 1024 * 1024,
         log_format: LogFormat::Pretty,
         http_header_timeout_seconds: 10,
