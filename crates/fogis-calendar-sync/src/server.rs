@@ -123,11 +123,21 @@ pub(crate) fn may_see_personal_data(
 
 /// Liveness and a summary. Always 200 while the service runs: Redis being away degrades the
 /// service to HTTP only, it does not make it unhealthy.
-async fn health(State(state): State<AppState>) -> Json<Value> {
-    let engine = state.engine.clone();
-    let matches = engine.matches();
-    let in_feed = matches.iter().filter(|m| m.presence.in_feed()).count();
-    let held = engine.pending_holds();
+async fn health(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    // The engine's view may reload from SQLite (after a CLI write): off the async threads.
+    let view = state.clone();
+    let (total, in_feed, held, sinks) = tokio::task::spawn_blocking(move || {
+        let matches = view.engine.matches();
+        let in_feed = matches.iter().filter(|m| m.presence.in_feed()).count();
+        (
+            matches.len(),
+            in_feed,
+            view.engine.pending_holds(),
+            sink_summary(&view),
+        )
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
     let mut attention = Vec::new();
     if held > 0 {
         attention.push(format!(
@@ -140,17 +150,17 @@ async fn health(State(state): State<AppState>) -> Json<Value> {
         (true, true) => "real-time (Redis connected)",
         (true, false) => "degraded: Redis unavailable, HTTP only until it returns",
     };
-    Json(json!({
+    Ok(Json(json!({
         "status": "ok",
         "service": "fogis-calendar-sync",
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": state.started.elapsed().as_secs(),
         "mode": mode,
-        "matches": matches.len(),
+        "matches": total,
         "events_in_feed": in_feed,
         "held_snapshots": held,
         "attention": attention,
-        "sinks": sink_summary(&state),
+        "sinks": sinks,
         "redis": {
             "enabled": redis.enabled,
             "connected": redis.connected,
@@ -161,7 +171,7 @@ async fn health(State(state): State<AppState>) -> Json<Value> {
             "last_error": redis.last_error.as_deref().map(crate::mask::mask_pii),
             "last_sync_time": redis.last_sync_time,
         },
-    }))
+    })))
 }
 
 fn sink_summary(state: &AppState) -> Value {
@@ -217,29 +227,38 @@ async fn contacts(State(state): State<AppState>) -> Result<Response, ApiError> {
         .into_response())
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let redis = state.subscriber.status();
-    let matches = state.engine.matches();
-    let count = |p: Presence| matches.iter().filter(|m| m.presence == p).count();
+    let engine = state.engine.clone();
+    // Off the async threads, like /health.
+    let (matches, held) = tokio::task::spawn_blocking(move || {
+        let matches = engine.matches();
+        let count = |p: Presence| matches.iter().filter(|m| m.presence == p).count();
+        let by_presence: Vec<(&'static str, usize)> =
+            [Presence::Listed, Presence::Withdrawn, Presence::Archived]
+                .into_iter()
+                .map(|p| (p.as_str(), count(p)))
+                .collect();
+        (by_presence, engine.pending_holds())
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
     let gauges = Gauges {
         redis_enabled: redis.enabled,
         redis_connected: redis.connected,
         reconnects: redis.reconnect_count,
         coalesced: redis.messages_coalesced,
-        matches: [Presence::Listed, Presence::Withdrawn, Presence::Archived]
-            .into_iter()
-            .map(|p| (p.as_str(), count(p)))
-            .collect(),
-        held: state.engine.pending_holds(),
+        matches,
+        held,
     };
-    (
+    Ok((
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
         state.metrics.render(&gauges),
     )
-        .into_response()
+        .into_response())
 }
 
 async fn sync(
