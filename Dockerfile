@@ -3,7 +3,11 @@
 # certificates, no shell, no package manager) as the non-root user 65532.
 #
 #   docker build -t fogis-calendar-sync .
-#   docker run -d -p 9083:9083 -v fogis-calendar-data:/data fogis-calendar-sync
+#   docker run -d -p 127.0.0.1:9083:9083 -e API_TOKEN -e FEED_TOKEN \
+#       -v fogis-calendar-data:/data fogis-calendar-sync
+#
+# It listens on every interface of the container, so `serve` needs API_TOKEN and FEED_TOKEN
+# (16+ characters each) or ALLOW_UNAUTHENTICATED=true, and stops with a message otherwise.
 #
 # tests/deploy.rs checks that this file's ENV, EXPOSE, VOLUME, USER and HEALTHCHECK agree with
 # the code, and runs its ENTRYPOINT, CMD and HEALTHCHECK outside Docker.

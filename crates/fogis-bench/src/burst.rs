@@ -106,11 +106,21 @@ pub fn stored_start(
     client: &mut crate::http::Client,
     match_id: i64,
 ) -> anyhow::Result<Option<String>> {
-    let list = client.get("/matches", &[])?.json()?;
-    Ok(list["matches"]
-        .as_array()
-        .and_then(|all| all.iter().find(|m| m["match_id"] == match_id))
-        .and_then(|m| m["start"].as_str().map(String::from)))
+    // `/matches` comes in pages: follow them until the match is found.
+    let mut offset = Some(0u64);
+    while let Some(o) = offset {
+        let path = format!("/matches?offset={o}");
+        let list: serde_json::Value = client.get(&path, &[])?.json()?;
+        let found = list["matches"]
+            .as_array()
+            .and_then(|all| all.iter().find(|m| m["match_id"] == match_id))
+            .and_then(|m| m["start"].as_str().map(String::from));
+        if found.is_some() {
+            return Ok(found);
+        }
+        offset = list["next_offset"].as_u64();
+    }
+    Ok(None)
 }
 
 /// The start as the service writes it.

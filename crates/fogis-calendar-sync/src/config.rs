@@ -283,12 +283,27 @@ pub struct ServeOpts {
     /// Address the HTTP API listens on.
     #[arg(long, env = "BIND", default_value = "127.0.0.1:9083")]
     pub bind: SocketAddr,
-    /// Bearer token required on POST routes when set.
+    /// Bearer token (`Authorization: Bearer ...`, at least 16 characters) required on POST
+    /// routes, and accepted on every route that shows personal data.
     #[arg(long, env = "API_TOKEN", hide_env_values = true)]
     pub api_token: Option<Secret>,
-    /// Token required as `?token=` on the feeds when set.
+    /// Token (at least 16 characters, not API_TOKEN) for calendar and phonebook apps, as
+    /// `?token=`: required, once a token is set, by every route that shows personal data.
     #[arg(long, env = "FEED_TOKEN", hide_env_values = true)]
     pub feed_token: Option<Secret>,
+    /// Listen beyond loopback without both tokens: anyone who reaches the port reads the
+    /// personal data (and, without API_TOKEN, changes the calendar).
+    #[arg(long, env = "ALLOW_UNAUTHENTICATED", default_value_t = false, action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_unauthenticated: bool,
+    /// Days an archived match (played, no longer in the lists) is kept after its kick-off;
+    /// the running service removes older ones every 6 hours (0: keep them forever).
+    #[arg(long, env = "ARCHIVE_RETENTION_DAYS", default_value_t = 400)]
+    pub archive_retention_days: u32,
+    /// Most archived matches kept, the latest by kick-off; older ones are removed with the
+    /// retention (0: no cap).
+    #[arg(long, env = "MAX_ARCHIVED_MATCHES", default_value_t = 10_000)]
+    pub max_archived_matches: usize,
     /// Largest accepted HTTP body in bytes.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_body_bytes: usize,

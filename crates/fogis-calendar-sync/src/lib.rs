@@ -9,11 +9,13 @@
 //! The service is a library: [`run`] takes its configuration, a bound listener and a shutdown
 //! token, so tests start it on port 0 and stop it explicitly.
 
+pub mod auth;
 pub mod checkpoint;
 pub mod config;
 pub mod engine;
 pub mod feed_cache;
 pub mod group_owner;
+pub mod files;
 pub mod held;
 pub mod http_server;
 pub mod ics;
@@ -21,6 +23,7 @@ pub mod instance;
 pub mod mask;
 pub mod metrics;
 pub mod model;
+pub mod outbound;
 pub mod outbox;
 pub mod pipeline;
 pub mod pull;
@@ -83,6 +86,15 @@ pub fn sink_kinds(opts: &ServeOpts) -> anyhow::Result<Vec<sinks::SinkKind>> {
     let timeout = std::time::Duration::from_secs(s.sink_timeout_seconds);
     let secret = |p: &Option<config::Secret>| p.as_ref().map(|x| x.expose().to_string());
     let mut kinds = Vec::new();
+    for (var, url, credentials) in [
+        ("CALDAV_URL", &s.caldav_url, s.caldav_password.is_some()),
+        ("CARDDAV_URL", &s.carddav_url, s.carddav_password.is_some()),
+        ("FORWARD_URL", &s.forward_url, s.forward_token.is_some()),
+    ] {
+        if let Some(url) = url {
+            outbound::warn_plain_http(var, url, credentials);
+        }
+    }
     if let Some(url) = &s.caldav_url {
         let sink = sinks::caldav::CalDavSink::new(
             url,
@@ -196,6 +208,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let access = auth::policy(&opts, listener.local_addr()?)?;
     let kinds = sink_kinds(&opts)?;
     let state_opts = opts.state.clone();
     let flags = engine::SinkFlags {
@@ -205,8 +218,12 @@ pub async fn run(
         google_calendar: kinds.iter().any(|k| k.name() == sinks::GOOGLE_CALENDAR),
         google_contacts: kinds.iter().any(|k| k.name() == sinks::GOOGLE_CONTACTS),
     };
-    let engine =
-        tokio::task::spawn_blocking(move || open_engine_with(&state_opts, flags)).await??;
+    // One `serve` per DATA_DIR, held until `run` returns.
+    let (_lock, engine) = tokio::task::spawn_blocking(move || {
+        let lock = files::ServeLock::acquire(&state_opts.data_dir)?;
+        anyhow::Ok((lock, open_engine_with(&state_opts, flags)?))
+    })
+    .await??;
     let engine = Arc::new(engine);
     checkpoint::tune(&engine);
     // Before anything is started: a refusal leaves nothing running.
@@ -225,6 +242,14 @@ pub async fn run(
     let tracker = tokio_util::task::TaskTracker::new();
     let sinks_shutdown = shutdown.child_token();
     let sinks = sinks::Sinks::start(kinds, &engine, &tracker, &sinks_shutdown);
+    if opts.archive_retention_days > 0 || opts.max_archived_matches > 0 {
+        tracker.spawn(purge::retention_loop(
+            opts.state.data_dir.clone(),
+            opts.archive_retention_days,
+            opts.max_archived_matches,
+            sinks_shutdown.clone(),
+        ));
+    }
     let metrics = Arc::new(metrics::Metrics::default());
     let sub_config = redis_opts.subscriber_config()?;
     if let Some(stream) = &sub_config.stream {
@@ -247,9 +272,6 @@ pub async fn run(
     let pull_shutdown = shutdown.child_token();
     pull.start(engine.clone(), &tracker, pull_shutdown.clone());
     let addr = listener.local_addr()?;
-    if !addr.ip().is_loopback() && opts.api_token.is_none() {
-        tracing::warn!(%addr, "listening beyond loopback without API_TOKEN: anyone who can reach this port can change the calendar");
-    }
     let state = server::AppState {
         engine,
         metrics,
@@ -265,7 +287,10 @@ pub async fn run(
         feeds: Arc::default(),
     };
     tracing::info!(%addr, data_dir = %opts.state.data_dir.display(), "fogis-calendar-sync listening");
-    let app = server::router(state).merge(fogis_pubsub::http::router(subscriber.clone()));
+    let app = auth::protect(
+        server::router(state).merge(fogis_pubsub::http::routes(subscriber.clone())),
+        access,
+    );
     let served = http_server::serve(listener, app, shutdown.clone(), opts.http_limits()).await;
     subscriber.shutdown();
     subscriber.join().await;

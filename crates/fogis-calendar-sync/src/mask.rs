@@ -3,9 +3,11 @@
 
 use std::io::Write;
 
-/// Masks e-mail addresses (`***@***`) and phone numbers (`+46…` or a Swedish `0[1-9]…` number of
-/// seven digits or more, spaces and dashes allowed) in `text`. Match ids (no leading zero) and
-/// match numbers (`000…`) are left alone.
+/// Masks e-mail addresses (`***@***`) and phone numbers in `text`: `+46…`, `0046…` (any `00`
+/// international prefix), `46…` without the plus (10 to 12 digits), and Swedish national `0[1-9]…`
+/// numbers of seven digits or more; spaces, dashes, dots, slashes and brackets between the
+/// digits, a bracketed start (`(08) …`, `+46 (0)70 …`). Match ids (no leading zero, seven digits)
+/// and match numbers (`000…`) are left alone.
 pub fn mask_pii(text: &str) -> String {
     let chars: Vec<char> = text.chars().collect();
     let mut out = String::with_capacity(text.len());
@@ -26,36 +28,76 @@ fn is_boundary(c: Option<&char>) -> bool {
     c.is_none_or(|c| !c.is_alphanumeric())
 }
 
+/// Whether `chars[..i]` ends with an ANSI colour sequence (`ESC [ 0 ; 1 m`): the pretty log
+/// format puts one between `field=` and the value, and its `m` is no part of a word.
+fn after_ansi_escape(chars: &[char], i: usize) -> bool {
+    if i == 0 || chars[i - 1] != 'm' {
+        return false;
+    }
+    let mut k = i - 1;
+    while k > 0 && (chars[k - 1].is_ascii_digit() || chars[k - 1] == ';') {
+        k -= 1;
+    }
+    k >= 2 && chars[k - 1] == '[' && chars[k - 2] == '\u{1b}'
+}
+
+/// Characters that may stand between the digits of a phone number.
+fn is_phone_separator(c: char) -> bool {
+    matches!(c, ' ' | '-' | '.' | '/' | '(' | ')')
+}
+
 /// End index of a phone number starting at `i`, if one does.
 fn phone_at(chars: &[char], i: usize) -> Option<usize> {
-    if i > 0 && !is_boundary(chars.get(i - 1)) {
+    if i > 0 && !is_boundary(chars.get(i - 1)) && !after_ansi_escape(chars, i) {
         return None;
     }
-    let plus = chars[i] == '+';
-    let mut j = if plus { i + 1 } else { i };
-    let first = *chars.get(j)?;
-    let second = chars.get(j + 1).copied();
-    if !first.is_ascii_digit() {
+    let mut j = i;
+    if chars.get(j) == Some(&'(') {
+        j += 1;
+    }
+    let plus = chars.get(j) == Some(&'+');
+    if plus {
+        j += 1;
+    }
+    if !chars.get(j)?.is_ascii_digit() {
         return None;
     }
-    let swedish_national = first == '0' && second.is_some_and(|c| ('1'..='9').contains(&c));
-    if !(plus || swedish_national) {
-        return None;
-    }
-    let mut digits = 0;
+    let mut digits = String::new();
     let mut last_digit_end = j;
-    while let Some(&c) = chars.get(j) {
+    while j < chars.len() {
+        let c = chars[j];
         if c.is_ascii_digit() {
-            digits += 1;
+            digits.push(c);
             j += 1;
             last_digit_end = j;
-        } else if (c == ' ' || c == '-') && chars.get(j + 1).is_some_and(char::is_ascii_digit) {
-            j += 1;
+            continue;
+        }
+        // One or two separators (`") "`, `" ("`), then a digit again.
+        let run = chars[j..]
+            .iter()
+            .take(3)
+            .take_while(|c| is_phone_separator(**c))
+            .count();
+        if (1..=2).contains(&run) && chars.get(j + run).is_some_and(char::is_ascii_digit) {
+            j += run;
         } else {
             break;
         }
     }
-    (digits >= 7 && is_boundary(chars.get(last_digit_end))).then_some(last_digit_end)
+    let d = digits.as_bytes();
+    let nonzero = |k: usize| d.get(k).is_some_and(|b| (b'1'..=b'9').contains(b));
+    let phone = if plus {
+        d.len() >= 7
+    } else if d.starts_with(b"00") {
+        nonzero(2) && d.len() >= 9
+    } else if d.starts_with(b"0") {
+        nonzero(1) && d.len() >= 7
+    } else if d.starts_with(b"46") {
+        nonzero(2) && (10..=12).contains(&d.len())
+    } else {
+        false
+    };
+    (phone && is_boundary(chars.get(last_digit_end))).then_some(last_digit_end)
 }
 
 fn mask_emails(text: &str) -> String {
@@ -108,6 +150,30 @@ impl<W: Write> Write for MaskingWriter<W> {
     }
 }
 
+/// Phone numbers in every form the masker knows, for tests here and elsewhere.
+pub const PHONE_FORMS: [&str; 20] = [
+    "0701234567",
+    "070-123 45 67",
+    "070 123 45 67",
+    "070-1234567",
+    "070.123.45.67",
+    "070/123 45 67",
+    "(070) 123 45 67",
+    "08-123 456 78",
+    "(08) 123 456 78",
+    "031-12 34 56",
+    "+46701234567",
+    "+46 70 123 45 67",
+    "+46 (0)70-123 45 67",
+    "+46(0)8-123 456 78",
+    "0046701234567",
+    "0046 70 123 45 67",
+    "46701234567",
+    "46 70 123 45 67",
+    "+47 22 12 34 56",
+    "0045 12 34 56 78",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +191,17 @@ mod tests {
     }
 
     #[test]
+    fn every_swedish_and_international_phone_form_is_masked() {
+        for phone in PHONE_FORMS {
+            let line = format!("ring {phone}, tack");
+            assert_eq!(mask_pii(&line), "ring ***, tack", "{phone}");
+            assert_eq!(mask_pii(phone), "***", "{phone}");
+            let json = format!("{{\"mobil\":\"{phone}\"}}");
+            assert_eq!(mask_pii(&json), "{\"mobil\":\"***\"}", "{phone}");
+        }
+    }
+
+    #[test]
     fn ids_and_match_numbers_stay() {
         assert_eq!(
             mask_pii("match 6186203 nr 000402010"),
@@ -133,6 +210,26 @@ mod tests {
         assert_eq!(mask_pii("2025-05-06T18:30:00Z"), "2025-05-06T18:30:00Z");
         assert_eq!(mask_pii("user@localhost"), "user@localhost");
         assert_eq!(mask_pii("åäö 0701234567åäö"), "åäö 0701234567åäö");
+        for text in [
+            "6186203",
+            "ids 6186203, 6186204 and 7000001",
+            "listening on 0.0.0.0:9083 and 127.0.0.1:9083",
+            "withdraw share 0.5 of 12 matches in 250 ms",
+            "match 000402010 at 16:30",
+            "generation 4611686018427387904",
+        ] {
+            assert_eq!(mask_pii(text), text);
+        }
+    }
+
+    #[test]
+    fn values_after_ansi_colour_codes_are_masked() {
+        let line = "\u{1b}[3mphone\u{1b}[0m\u{1b}[2m=\u{1b}[0m0701234567 \u{1b}[1m+46 70 123 45 67";
+        assert_eq!(
+            mask_pii(line),
+            "\u{1b}[3mphone\u{1b}[0m\u{1b}[2m=\u{1b}[0m*** \u{1b}[1m***"
+        );
+        assert_eq!(mask_pii("room0701234567"), "room0701234567");
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! stored matches, their raw FOGIS JSON, the quarantine (rejected inputs, kept for inspection)
 //! and held lists. Retention without a purge: the quarantine keeps the newest 500 inputs, held
 //! lists the newest 200, the sync log 500 lines (no personal data), processed message ids 10,000;
-//! matches are kept until purged, because a played match stays in the calendar.
+//! a played match stays in the calendar, until the running service's retention
+//! ([`retention_loop`], `ARCHIVE_RETENTION_DAYS`) removes it once it is archived (no longer
+//! listed) and older than the retention.
 
 use chrono::{DateTime, Utc};
 use rusqlite::params;
@@ -33,7 +35,77 @@ pub struct PurgeReport {
     pub log_lines: usize,
 }
 
+/// How often the running service prunes archived matches past their retention.
+pub const RETENTION_EVERY: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
+
+/// The running service's retention: every [`RETENTION_EVERY`] (and at start), archived matches
+/// (played, no longer listed) that kicked off more than `days` days ago are removed from the
+/// state in `dir`, through a connection of its own (the engine reloads, as after `purge`).
+/// A failure is logged and tried again next time: the state stays as it was.
+/// Beyond `days`, at most `cap` archived matches are kept (the newest by kick-off; 0: no cap).
+pub async fn retention_loop(
+    dir: std::path::PathBuf,
+    days: u32,
+    cap: usize,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        let dir = dir.clone();
+        let pruned = tokio::task::spawn_blocking(move || {
+            let mut store = Store::open_dir(&dir)?;
+            let old = match days {
+                0 => 0,
+                d => store.prune_archived(Utc::now() - chrono::Duration::days(i64::from(d)))?,
+            };
+            let over = match cap {
+                0 => 0,
+                c => store.cap_archived(c)?,
+            };
+            Ok::<_, StoreError>(old + over)
+        })
+        .await;
+        match pruned {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(
+                matches = n,
+                days,
+                "archived matches past their retention removed"
+            ),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "pruning archived matches failed: trying again later")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "pruning archived matches failed: trying again later")
+            }
+        }
+        // Cancel safety: both branches only wait.
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(RETENTION_EVERY) => {}
+        }
+    }
+}
+
 impl Store {
+    /// Removes archived matches (played, no longer listed) that kicked off before `before`.
+    pub fn prune_archived(&mut self, before: DateTime<Utc>) -> Result<usize, StoreError> {
+        Ok(self.conn.execute(
+            "DELETE FROM matches WHERE presence = 'archived' AND start_utc < ?1",
+            params![before.timestamp()],
+        )?)
+    }
+
+    /// Keeps the `cap` archived matches that kicked off last, removes the others.
+    pub fn cap_archived(&mut self, cap: usize) -> Result<usize, StoreError> {
+        let cap = i64::try_from(cap).unwrap_or(i64::MAX);
+        Ok(self.conn.execute(
+            "DELETE FROM matches WHERE presence = 'archived' AND match_id NOT IN (
+                 SELECT match_id FROM matches WHERE presence = 'archived'
+                 ORDER BY start_utc DESC, match_id DESC LIMIT ?1)",
+            params![cap],
+        )?)
+    }
+
     /// Removes what `opts` names, in one transaction.
     pub fn purge(&mut self, opts: PurgeOptions) -> Result<PurgeReport, StoreError> {
         let tx = self.conn.transaction()?;

@@ -1,4 +1,5 @@
-//! The HTTP API: routes, authentication and the one place where errors become status codes.
+//! The HTTP API: routes and the one place where errors become status codes. Who may call which
+//! route is decided once, for the whole merged app, in [`crate::auth`]; no handler checks a token.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -46,8 +47,6 @@ pub enum ApiError {
     BadRequest(String),
     #[error("request body exceeds MAX_BODY_BYTES ({0} bytes)")]
     TooLarge(usize),
-    #[error("missing or wrong token")]
-    Unauthorized,
     #[error("{0}")]
     NotFound(String),
     #[error("too many requests: try again in {} s", .0.as_secs().max(1))]
@@ -64,7 +63,6 @@ impl IntoResponse for ApiError {
         let status = match &self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(detail) => {
@@ -82,10 +80,6 @@ impl IntoResponse for ApiError {
             Json(json!({"success": false, "error": self.to_string()})),
         )
             .into_response();
-        if status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
         if let ApiError::TooManyRequests(wait) = &self {
             resp.headers_mut().insert(
                 header::RETRY_AFTER,
@@ -154,62 +148,37 @@ fn feed_response(
         .into_response()
 }
 
-/// Compares two secrets in time that depends only on their lengths.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
-}
-
-/// POST routes: the API token, when one is configured.
-fn require_api_token(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    match &state.api_token {
-        None => Ok(()),
-        Some(t)
-            if bearer(headers)
-                .is_some_and(|b| constant_time_eq(b.as_bytes(), t.expose().as_bytes())) =>
-        {
-            Ok(())
-        }
-        Some(_) => Err(ApiError::Unauthorized),
-    }
-}
+use fogis_pubsub::http::auth::bearer;
+pub use fogis_pubsub::http::auth::constant_time_eq;
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct TokenQuery {
     pub(crate) token: Option<String>,
 }
 
-/// Whether a read request may see personal data: no token configured, or it carries one.
+/// Whether a read request may see personal data: no token configured, or it carries the feed
+/// token (query or header) or the API token (header only). The access layer already refused
+/// every other request to the routes that call this; it stays as a second line.
 pub(crate) fn may_see_personal_data(
     state: &AppState,
     headers: &HeaderMap,
     query: &TokenQuery,
 ) -> bool {
-    let tokens: Vec<&Secret> = [&state.api_token, &state.feed_token]
-        .into_iter()
-        .flatten()
-        .collect();
-    if tokens.is_empty() {
+    if state.api_token.is_none() && state.feed_token.is_none() {
         return true;
     }
-    let offered = [bearer(headers), query.token.as_deref()];
-    tokens.iter().any(|t| {
-        offered
-            .iter()
-            .flatten()
-            .any(|o| constant_time_eq(o.as_bytes(), t.expose().as_bytes()))
-    })
+    let matches = |t: &Secret, o: Option<&str>| {
+        o.is_some_and(|o| constant_time_eq(o.as_bytes(), t.expose().as_bytes()))
+    };
+    let feed = state
+        .feed_token
+        .as_ref()
+        .is_some_and(|t| matches(t, bearer(headers)) || matches(t, query.token.as_deref()));
+    let api = state
+        .api_token
+        .as_ref()
+        .is_some_and(|t| matches(t, bearer(headers)));
+    feed || api
 }
 
 /// Liveness and a summary. Always 200 while the service runs: Redis being away degrades the
@@ -268,7 +237,7 @@ async fn health(State(state): State<AppState>) -> Json<Value> {
             "connected_since": redis.connected_since,
             "disconnected_since": redis.disconnected_since,
             "reconnect_count": redis.reconnect_count,
-            "last_error": redis.last_error,
+            "last_error": redis.last_error.as_deref().map(crate::mask::mask_pii),
             "last_sync_time": redis.last_sync_time,
             "messages_retried": redis.messages_retried,
             "stream": redis.stream.as_ref().map(|st| json!({
@@ -302,7 +271,9 @@ fn sink_summary(state: &AppState) -> Value {
                 "state": health,
                 "pending": s.pending,
                 "last_success": s.last_success,
-                "last_error": s.last_error,
+                // /health is public: a remote's error text may quote what it refused (an event
+                // with phone numbers). The detail is on /sinks, behind the token.
+                "last_error": s.last_error.as_ref().map(|_| "the last attempt failed: see GET /sinks"),
             })
         })
         .collect()
@@ -321,11 +292,7 @@ async fn sinks(State(state): State<AppState>) -> Json<Value> {
 async fn contacts(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(query): Query<TokenQuery>,
 ) -> Result<Response, ApiError> {
-    if !may_see_personal_data(&state, &headers, &query) {
-        return Err(ApiError::Unauthorized);
-    }
     let (engine, feeds) = (state.engine.clone(), state.feeds.clone());
     let user = state.user_referee_number.clone();
     let validated = tokio::task::spawn_blocking(move || {
@@ -383,7 +350,6 @@ async fn sync(
     if body.as_ref().is_ok_and(|b| crate::trigger::is_trigger(b)) {
         return sync_trigger(&state);
     }
-    require_api_token(&state, &headers)?;
     let engine = state.engine.clone();
     let body = match body {
         Ok(b) => b,
@@ -510,10 +476,8 @@ async fn held_list(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
 
 async fn held_apply(
     State(state): State<AppState>,
-    headers: HeaderMap,
     axum::extract::Path(id): axum::extract::Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
-    require_api_token(&state, &headers)?;
     let engine = state.engine.clone();
     let applied = tokio::task::spawn_blocking(move || engine.apply_held(id, "operator"))
         .await
@@ -524,10 +488,8 @@ async fn held_apply(
 
 async fn held_discard(
     State(state): State<AppState>,
-    headers: HeaderMap,
     axum::extract::Path(id): axum::extract::Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
-    require_api_token(&state, &headers)?;
     let engine = state.engine.clone();
     let done = tokio::task::spawn_blocking(move || engine.discard_held(id))
         .await
@@ -575,35 +537,61 @@ fn strip_personal(record: &mut Value) {
     }
 }
 
+/// Most matches one `/matches` answer carries (`?limit=`), and the default.
+pub const MATCHES_PAGE_MAX: usize = 1000;
+
+#[derive(Debug, Deserialize)]
+struct PageQuery {
+    offset: Option<usize>,
+    limit: Option<usize>,
+}
+
+/// `GET /matches?offset=&limit=`: one page, in stored order, built off the async threads
+/// (serialising thousands of matches is CPU work). `next_offset` is set while more follow.
 async fn matches(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(query): Query<TokenQuery>,
-) -> Json<Value> {
+    page: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Ok(Query(page)) = page else {
+        return Err(ApiError::BadRequest(
+            "offset and limit must be non-negative integers".into(),
+        ));
+    };
     let personal = may_see_personal_data(&state, &headers, &query);
+    let offset = page.offset.unwrap_or(0);
+    let limit = page
+        .limit
+        .unwrap_or(MATCHES_PAGE_MAX)
+        .clamp(1, MATCHES_PAGE_MAX);
     let engine = state.engine.clone();
-    // Off the async threads: the engine's lock can be held by an apply waiting for SQLite.
-    let all = tokio::task::spawn_blocking(move || engine.matches())
-        .await
-        .unwrap_or_default();
-    let list: Vec<Value> = all.iter().map(|m| match_json(m, personal)).collect();
-    Json(json!({"success": true, "count": list.len(), "matches": list}))
+    let body = tokio::task::spawn_blocking(move || {
+        let all = engine.matches();
+        let total = all.len();
+        let list: Vec<Value> = all
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(|m| match_json(m, personal))
+            .collect();
+        let end = offset.saturating_add(list.len());
+        json!({
+            "success": true,
+            "count": list.len(),
+            "total": total,
+            "offset": offset,
+            "limit": limit,
+            "next_offset": (end < total).then_some(end),
+            "matches": list,
+        })
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(body))
 }
 
-async fn calendar(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(query): Query<TokenQuery>,
-) -> Result<Response, ApiError> {
-    if let Some(t) = &state.feed_token {
-        let ok = query
-            .token
-            .as_deref()
-            .is_some_and(|q| constant_time_eq(q.as_bytes(), t.expose().as_bytes()));
-        if !ok {
-            return Err(ApiError::Unauthorized);
-        }
-    }
+async fn calendar(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let (engine, feeds) = (state.engine.clone(), state.feeds.clone());
     // Rendered once per change and digested once per render, off the async threads.
     let validated = tokio::task::spawn_blocking(move || {
@@ -618,11 +606,7 @@ async fn calendar(
     ))
 }
 
-async fn quarantine(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    require_api_token(&state, &headers)?;
+async fn quarantine(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let engine = state.engine.clone();
     let list = tokio::task::spawn_blocking(move || engine.quarantined(100))
         .await

@@ -79,12 +79,24 @@ pub struct Store {
 
 impl Store {
     /// Opens (creating when missing) `dir/state.db`.
+    /// Opens `dir/state.db`; the directory is made 0700 and the state files 0600, whatever the
+    /// umask (see [`crate::files`]).
     pub fn open_dir(dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
-            path: dir.display().to_string(),
-            source,
-        })?;
-        Store::open(&dir.join("state.db"))
+        let db = dir.join("state.db");
+        let private = |path: &Path, r: std::io::Result<()>| {
+            r.map_err(|source| StoreError::Dir {
+                path: path.display().to_string(),
+                source,
+            })
+        };
+        private(dir, crate::files::private_dir(dir))?;
+        private(&db, crate::files::private_file(&db))?;
+        let store = Store::open(&db)?;
+        for suffix in ["-wal", "-shm"] {
+            let side = dir.join(format!("state.db{suffix}"));
+            private(&side, crate::files::private_if_exists(&side))?;
+        }
+        Ok(store)
     }
 
     pub fn open(path: &Path) -> Result<Store, StoreError> {

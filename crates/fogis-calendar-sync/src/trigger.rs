@@ -10,26 +10,10 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// The keys of the old `/sync` body; a body of only these is a trigger.
-const OLD_SYNC_KEYS: [&str; 3] = ["delete", "username", "password"];
-
-/// A trigger body is small; anything larger is read as a match update.
-const TRIGGER_MAX_BYTES: usize = 4096;
-
 /// Whether `body` is a trigger: empty, white space, `{}`, or an object of the old `/sync`
-/// body's keys only.
+/// body's keys only. The access layer applies the same rule (one function for both).
 pub fn is_trigger(body: &[u8]) -> bool {
-    let body = body.trim_ascii();
-    if body.is_empty() {
-        return true;
-    }
-    if body.len() > TRIGGER_MAX_BYTES || body[0] != b'{' {
-        return false;
-    }
-    match serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(body) {
-        Ok(map) => map.keys().all(|k| OLD_SYNC_KEYS.contains(&k.as_str())),
-        Err(_) => false,
-    }
+    fogis_pubsub::http::auth::is_trigger_body(body)
 }
 
 /// A token bucket: `burst` triggers at once, then one every `every`.
@@ -105,7 +89,10 @@ mod tests {
             assert!(!is_trigger(body), "{:?}", String::from_utf8_lossy(body));
         }
         let mut big = b"{\"username\": \"".to_vec();
-        big.extend(std::iter::repeat_n(b'x', TRIGGER_MAX_BYTES));
+        big.extend(std::iter::repeat_n(
+            b'x',
+            fogis_pubsub::http::auth::TRIGGER_MAX_BYTES,
+        ));
         big.extend(b"\"}");
         assert!(!is_trigger(&big));
     }

@@ -366,6 +366,11 @@ async fn server_errors_map_to_what_the_caller_must_do() {
     assert_eq!(*status, 503);
     assert!(body_excerpt.starts_with("Internal error: xxx"));
     assert_eq!(body_excerpt.chars().count(), 200);
+    // The server's words never reach the message (the sink status, the log).
+    assert_eq!(
+        e.to_string(),
+        "HTTP 503: the server's text is logged at debug level"
+    );
     assert!(e.is_retryable());
 
     let e = dav.delete("a.ics", None).await.unwrap_err();

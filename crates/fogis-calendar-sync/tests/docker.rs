@@ -256,7 +256,38 @@ fn the_images_command_and_healthcheck_run_as_written() {
     assert_eq!(image_bin, "/usr/local/bin/fogis-calendar-sync");
 
     assert_eq!(healthcheck(), Some(1), "healthy before the service started");
+    // The image listens on every interface: without the tokens, `serve` refuses to start and
+    // says what to set.
+    let refused = command(&exec_form(&one(&ins, "CMD")))
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        why.contains("API_TOKEN and FEED_TOKEN are not set")
+            && why.contains("ALLOW_UNAUTHENTICATED=true"),
+        "{why}"
+    );
+    assert!(
+        !data.path().join("state.db").exists(),
+        "a refused start opened the state"
+    );
+    // An empty token (what an uncommented `API_TOKEN: ""` gives) is refused too.
+    let empty = command(&exec_form(&one(&ins, "CMD")))
+        .env("API_TOKEN", "")
+        .env("FEED_TOKEN", "feed-token-of-the-image-test")
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(!empty.status.success());
+    assert!(
+        String::from_utf8_lossy(&empty.stderr).contains("API_TOKEN is empty"),
+        "{empty:?}"
+    );
     let mut cmd = command(&exec_form(&one(&ins, "CMD")));
+    cmd.env("API_TOKEN", "api-token-of-the-image-test")
+        .env("FEED_TOKEN", "feed-token-of-the-image-test");
     cmd.stderr(std::fs::File::create(&log_path).unwrap());
     let mut service = Reaped(cmd.spawn().unwrap());
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -286,12 +317,47 @@ fn the_images_command_and_healthcheck_run_as_written() {
     assert_eq!(healthcheck(), Some(1));
 }
 
+/// Both tokens come from the environment of `docker compose`, which stops with the message
+/// when one is unset or empty (`${VAR:?message}`).
+fn assert_tokens_required(env: &BTreeMap<String, String>) {
+    for name in ["API_TOKEN", "FEED_TOKEN"] {
+        let value = &env[name];
+        let prefix = format!("${{{name}:?");
+        assert!(
+            value.starts_with(&prefix) && value.ends_with('}') && value.contains(name),
+            "{name}: {value}"
+        );
+    }
+}
+
+/// The service's container: an unwritable image but for a tmpfs on /tmp, no capabilities, no
+/// privilege gain, memory and process limits.
+fn assert_sandboxed(svc: &yaml_rust2::Yaml) {
+    assert_eq!(svc["read_only"].as_bool(), Some(true), "read_only");
+    let tmpfs = strings(&svc["tmpfs"]);
+    assert!(
+        tmpfs.len() == 1 && tmpfs[0].starts_with("/tmp:"),
+        "tmpfs {tmpfs:?}"
+    );
+    assert_eq!(strings(&svc["cap_drop"]), ["ALL"]);
+    assert!(svc["cap_add"].is_badvalue(), "no capability added back");
+    assert_eq!(strings(&svc["security_opt"]), ["no-new-privileges:true"]);
+    assert_eq!(scalar(&svc["mem_limit"]), "256m");
+    assert_eq!(svc["pids_limit"].as_i64(), Some(256));
+    // The volume holds the state: the only place it writes, besides /tmp.
+    let volumes = strings(&svc["volumes"]);
+    assert_eq!(volumes.len(), 1, "{volumes:?}");
+}
+
 #[test]
 fn compose_file_runs_redis_the_service_and_optional_radicale() {
     let doc = yaml("docker-compose.yml");
     let services = &doc["services"];
     let redis = &services["redis"];
-    assert_eq!(scalar(&redis["image"]), "redis:7-alpine");
+    assert_eq!(scalar(&redis["image"]), "redis:7.4-alpine");
+    assert_eq!(redis["read_only"].as_bool(), Some(true));
+    assert_eq!(strings(&redis["cap_drop"]), ["ALL"]);
+    assert_eq!(strings(&redis["security_opt"]), ["no-new-privileges:true"]);
     let cmd = strings(&redis["command"]).join(" ");
     assert!(cmd.contains("--appendonly yes"), "{cmd}");
     assert!(cmd.contains("--maxmemory-policy noeviction"), "{cmd}");
@@ -307,7 +373,9 @@ fn compose_file_runs_redis_the_service_and_optional_radicale() {
         "service_healthy"
     );
     assert_eq!(scalar(&svc["restart"]), "unless-stopped");
-    assert_eq!(strings(&svc["ports"]), ["9083:9083"]);
+    // Published on loopback only; the container itself listens on every interface, so the
+    // service demands both tokens, and compose refuses to start without them.
+    assert_eq!(strings(&svc["ports"]), ["127.0.0.1:9083:9083"]);
     assert_eq!(strings(&svc["volumes"]), ["calendar-data:/data"]);
     for v in ["calendar-data", "redis-data", "radicale-data"] {
         assert!(doc["volumes"][v].is_null(), "top-level volume {v}");
@@ -316,11 +384,15 @@ fn compose_file_runs_redis_the_service_and_optional_radicale() {
     assert_eq!(env["BIND"], "0.0.0.0:9083");
     assert_eq!(env["DATA_DIR"], "/data");
     assert_eq!(env["REDIS_URL"], "redis://redis:6379");
+    assert_tokens_required(&env);
+    assert_sandboxed(svc);
 
     let radicale = &services["radicale"];
     assert_eq!(strings(&radicale["profiles"]), ["radicale"]);
     assert!(scalar(&radicale["image"]).starts_with("tomsquest/docker-radicale"));
     assert_eq!(strings(&radicale["volumes"]), ["radicale-data:/data"]);
+    assert_eq!(strings(&radicale["ports"]), ["127.0.0.1:5232:5232"]);
+    assert_eq!(strings(&radicale["cap_drop"]), ["ALL"]);
 }
 
 #[test]
@@ -348,7 +420,16 @@ fn compose_file_names_every_documented_variable_with_its_default() {
     }
     // Values are the code's defaults, except where the container needs its own.
     for (name, value) in &env {
-        if ["BIND", "DATA_DIR", "REDIS_URL", "REDIS_CONSUMER_NAME"].contains(&name.as_str()) {
+        if [
+            "BIND",
+            "DATA_DIR",
+            "REDIS_URL",
+            "REDIS_CONSUMER_NAME",
+            "API_TOKEN",
+            "FEED_TOKEN",
+        ]
+        .contains(&name.as_str())
+        {
             continue;
         }
         assert_eq!(
@@ -375,8 +456,10 @@ fn fogis_stack_snippet_replaces_the_python_calendar_service() {
     assert_eq!(env["REDIS_URL"], "redis://fogis-redis:6379");
     assert_eq!(
         strings(&svc["ports"]),
-        [format!("9083:{}", port_of(&env["BIND"]))]
+        [format!("127.0.0.1:9083:{}", port_of(&env["BIND"]))]
     );
+    assert_tokens_required(&env);
+    assert_sandboxed(svc);
     let volume = strings(&svc["volumes"])[0].clone();
     assert_eq!(volume.split_once(':').unwrap().1, env["DATA_DIR"]);
     assert!(doc["volumes"][volume.split(':').next().unwrap()].is_null());

@@ -354,8 +354,8 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
 #[tokio::test]
 async fn tokens_guard_the_api_and_the_feed() {
     let svc = Service::start_with(|o| {
-        o.api_token = secret("api-secret");
-        o.feed_token = secret("feed-secret");
+        o.api_token = secret("api-secret-0123456789");
+        o.feed_token = secret("feed-secret-0123456789");
     })
     .await;
     let (status, _) = svc.post("/sync", fixture("seed_flat.json")).await;
@@ -372,7 +372,7 @@ async fn tokens_guard_the_api_and_the_feed() {
     let resp = svc
         .http
         .post(svc.url("/sync"))
-        .bearer_auth("api-secret")
+        .bearer_auth("api-secret-0123456789")
         .body(fixture("seed_flat.json"))
         .send()
         .await
@@ -383,20 +383,25 @@ async fn tokens_guard_the_api_and_the_feed() {
     assert_eq!(feed.status().as_u16(), 401);
     let feed = svc
         .http
-        .get(svc.url("/calendar.ics?token=feed-secret"))
+        .get(svc.url("/calendar.ics?token=feed-secret-0123456789"))
         .send()
         .await
         .unwrap();
     assert_eq!(feed.status().as_u16(), 200);
     assert!(feed.text().await.unwrap().contains("BEGIN:VEVENT"));
 
-    // Without a token /matches shows no contact data; with one it does.
-    let open = svc.get_json("/matches").await.to_string();
+    // Without a token /matches answers 401 and no data; with one it shows all.
+    let open = svc.http.get(svc.url("/matches")).send().await.unwrap();
+    assert_eq!(open.status().as_u16(), 401);
+    let open = open.text().await.unwrap();
     assert!(
         !open.contains("0700000000") && !open.contains("example.com"),
         "{open}"
     );
-    let full = svc.get_json("/matches?token=feed-secret").await.to_string();
+    let full = svc
+        .get_json("/matches?token=feed-secret-0123456789")
+        .await
+        .to_string();
     assert!(full.contains("0700000000"));
 }
 
@@ -435,4 +440,135 @@ async fn health_answers() {
     let h = svc.get_json("/health").await;
     assert_eq!(h["status"], "ok");
     assert_eq!(h["matches"], 0);
+}
+
+#[tokio::test]
+async fn matches_come_in_pages_that_together_hold_every_match_once() {
+    let svc = Service::start().await;
+    let (status, _) = svc
+        .post(
+            "/sync",
+            serde_json::to_vec(&future_snapshot(&[1, 2, 3, 4, 5], "pages")).unwrap(),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let all = svc.get_json("/matches").await;
+    assert_eq!((&all["count"], &all["total"]), (&5.into(), &5.into()));
+    assert!(all["next_offset"].is_null());
+    let mut seen = Vec::new();
+    let mut offset = Some(0);
+    while let Some(o) = offset {
+        let page = svc.get_json(&format!("/matches?offset={o}&limit=2")).await;
+        assert_eq!(page["total"], 5);
+        assert!(page["count"].as_u64().unwrap() <= 2);
+        for m in page["matches"].as_array().unwrap() {
+            seen.push(m["match_id"].as_i64().unwrap());
+        }
+        offset = page["next_offset"].as_u64();
+    }
+    let ids: Vec<i64> = all["matches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["match_id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seen, ids);
+    let past = svc.get_json("/matches?offset=99").await;
+    assert_eq!((&past["count"], &past["total"]), (&0.into(), &5.into()));
+    let (status, body) = {
+        let resp = svc
+            .http
+            .get(svc.url("/matches?limit=-1"))
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    };
+    assert_eq!(status, 400, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archived_matches_past_their_retention_are_removed_by_the_running_service() {
+    let svc = Service::start_with(|o| {
+        o.archive_retention_days = 0;
+        o.max_archived_matches = 0;
+    })
+    .await;
+    let ids = |m: &Value| -> Vec<i64> {
+        m["matches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["match_id"].as_i64().unwrap())
+            .collect()
+    };
+    // 7000000 kicked off 401 days ago, 7000001 ten days ago, 7000002 is in three days.
+    let (s, b) = svc
+        .post(
+            "/sync",
+            serde_json::to_vec(&future_snapshot(&[-401, -10, 3], "r1")).unwrap(),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    // The next list has only the coming match: the played ones are archived, not deleted.
+    let mut next = future_snapshot(&[-401, -10, 3], "r2");
+    let list = next["payload"]["matches"].as_array_mut().unwrap();
+    list.drain(..2);
+    let (s, b) = svc.post("/sync", serde_json::to_vec(&next).unwrap()).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["archived"], 2, "{b}");
+    let m = svc.get_json("/matches").await;
+    assert_eq!(ids(&m), [7_000_000, 7_000_001, 7_000_002]);
+    let dir = svc.stop().await;
+
+    // With the default retention (400 days), the service removes the one past it at once.
+    let svc = Service::start_in(dir, |o| o.archive_retention_days = 400).await;
+    let m = svc
+        .wait_json(
+            "/matches",
+            "the old archived match pruned",
+            std::time::Duration::from_secs(10),
+            |m| m["total"] == 2,
+        )
+        .await;
+    assert_eq!(ids(&m), [7_000_001, 7_000_002]);
+    assert_eq!(m["matches"][0]["presence"], "archived");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_most_max_archived_matches_are_kept_the_latest_ones() {
+    let svc = Service::start_with(|o| o.max_archived_matches = 0).await;
+    // Four played matches, then a list without them: all four archived.
+    let (s, b) = svc
+        .post(
+            "/sync",
+            serde_json::to_vec(&future_snapshot(&[-40, -30, -20, -10, 3], "c1")).unwrap(),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let mut next = future_snapshot(&[-40, -30, -20, -10, 3], "c2");
+    next["payload"]["matches"]
+        .as_array_mut()
+        .unwrap()
+        .drain(..4);
+    let (s, b) = svc.post("/sync", serde_json::to_vec(&next).unwrap()).await;
+    assert_eq!((s, &b["archived"]), (200, &4.into()), "{b}");
+    let dir = svc.stop().await;
+    let svc = Service::start_in(dir, |o| o.max_archived_matches = 2).await;
+    let m = svc
+        .wait_json(
+            "/matches",
+            "two archived matches left",
+            std::time::Duration::from_secs(10),
+            |m| m["total"] == 3,
+        )
+        .await;
+    let ids: Vec<i64> = m["matches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["match_id"].as_i64().unwrap())
+        .collect();
+    // The two that kicked off last, and the listed one.
+    assert_eq!(ids, [7_000_002, 7_000_003, 7_000_004]);
 }

@@ -11,8 +11,8 @@ use common::{eventually, fixture, future_snapshot, redis_opts, secret, Service};
 use serde_json::{json, Value};
 use test_support::RedisServer;
 
-const FEED: &str = "feed-secret";
-const API: &str = "api-secret";
+const FEED: &str = "feed-secret-0123456789";
+const API: &str = "api-secret-0123456789";
 
 async fn post(svc: &Service, body: Vec<u8>, bearer: Option<&str>) -> (u16, Value) {
     let mut req = svc.http.post(svc.url("/sync")).body(body);
@@ -104,9 +104,29 @@ async fn the_page_shows_agenda_messages_and_links_and_personal_data_only_with_a_
     populate(&svc, Some(API)).await;
     let host = svc.base.trim_start_matches("http://").to_string();
 
-    let (headers, html) = page(&svc, "", None).await;
+    // Without a token, with a wrong one, or with the API token in the URL: refused, and
+    // nothing of the state comes back.
+    for (query, bearer) in [
+        ("", None),
+        ("?token=nope", Some("nope")),
+        ("?token=", None),
+        (&format!("?token={API}")[..], None),
+    ] {
+        let mut req = svc.http.get(svc.url(&format!("/{query}")));
+        if let Some(t) = bearer {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 401, "{query} {bearer:?}");
+        let body = resp.text().await.unwrap();
+        for private in ["0700000000", "example.com", "Home 0", "future-2"] {
+            assert!(!body.contains(private), "{private} shown without a token");
+        }
+    }
+
+    let (headers, html) = page(&svc, "", Some(API)).await;
     assert_eq!(headers["content-type"], "text/html; charset=utf-8");
-    assert_eq!(headers["cache-control"], "no-store");
+    assert_eq!(headers["cache-control"], "private, no-store");
     assert!(headers.contains_key("content-security-policy"));
     assert!(html.starts_with("<!doctype html>"));
     assert!(html.contains("<meta name=\"viewport\""));
@@ -133,17 +153,14 @@ async fn the_page_shows_agenda_messages_and_links_and_personal_data_only_with_a_
     assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?} {log}");
     assert!(log.contains("<code>future-2</code>"));
     assert!(html.contains("HTTP only: Redis is switched off"));
-    // Subscribe links from the Host header, without the token the request did not carry.
+    // The API token: personal data, but the feed token is not handed out: subscribe links
+    // from the Host header, without the token the request did not carry.
+    assert!(html.contains("0700000000") && html.contains("example.com"));
     assert!(html.contains(&format!("href=\"webcal://{host}/calendar.ics\"")));
     assert!(html.contains(&format!("href=\"http://{host}/calendar.ics\"")));
     assert!(html.contains("href=\"/contacts.vcf\""));
     assert!(html.contains("The feed needs its token"));
-    // No personal data.
-    for private in ["0700000000", "example.com", "tel:", "mailto:"] {
-        assert!(!html.contains(private), "{private} shown without a token");
-    }
-    let (_, wrong) = page(&svc, "?token=nope", Some("nope")).await;
-    assert!(!wrong.contains("0700000000") && !wrong.contains("example.com"));
+    assert!(!html.contains(FEED));
 
     // The feed token: personal data, and links that carry it (and work).
     let (_, html) = page(&svc, &format!("?token={FEED}"), None).await;
@@ -162,15 +179,11 @@ async fn the_page_shows_agenda_messages_and_links_and_personal_data_only_with_a_
         assert_eq!(status.as_u16(), 200, "{path}");
     }
 
-    // The API token: personal data, but the feed token is not handed out.
-    let (_, html) = page(&svc, "", Some(API)).await;
-    assert!(html.contains("0700000000") && html.contains("example.com"));
-    assert!(html.contains(&format!("href=\"webcal://{host}/calendar.ics\"")));
-
     // Behind a TLS proxy, under its name.
     let resp = svc
         .http
         .get(svc.url("/"))
+        .bearer_auth(API)
         .header("host", "cal.example.org")
         .header("x-forwarded-proto", "https")
         .send()

@@ -61,6 +61,8 @@ fn the_unit_runs_the_service_sandboxed() {
         ("MemoryDenyWriteExecute", "yes"),
         ("LockPersonality", "yes"),
         ("Restart", "on-failure"),
+        ("MemoryMax", "256M"),
+        ("TasksMax", "256"),
     ] {
         assert_eq!(get(k), v, "{k}");
     }
@@ -69,6 +71,10 @@ fn the_unit_runs_the_service_sandboxed() {
         get("Environment"),
         format!("DATA_DIR=/var/lib/{}", get("StateDirectory"))
     );
+    // A start that keeps failing (a corrupt state) ends in "failed", not a restart every 2 s.
+    for (k, v) in [("StartLimitIntervalSec", "300"), ("StartLimitBurst", "5")] {
+        assert_eq!(unit[&("Unit".to_string(), k.to_string())], [v], "{k}");
+    }
     assert_eq!(
         unit[&("Install".to_string(), "WantedBy".to_string())],
         ["multi-user.target"]

@@ -38,8 +38,24 @@ pub enum DecodeError {
     #[error("{path}: {message}")]
     Shape { path: String, message: String },
     /// A well-formed envelope whose `type` this decoder does not know and which carries no matches.
-    #[error("unsupported message type {0:?}")]
+    /// The text shows the value only when it looks like a type name: foreign text (a phone
+    /// number, a megabyte of anything) is never echoed into logs and status pages.
+    #[error("unsupported message type {}", shown_type(.0))]
     UnsupportedType(String),
+}
+
+/// `"name"` for a plausible type name (up to 64 ASCII letters, digits, `_ . : -`, starting
+/// with a letter), otherwise a fixed text with the length.
+fn shown_type(t: &str) -> String {
+    let plausible = t.len() <= 64
+        && t.starts_with(|c: char| c.is_ascii_alphabetic())
+        && t.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-'));
+    if plausible {
+        format!("{t:?}")
+    } else {
+        format!("(not shown: {} characters)", t.chars().count())
+    }
 }
 
 impl DecodeError {
@@ -191,7 +207,7 @@ pub fn decode_value(value: Value) -> Result<Message, DecodeError> {
             "",
             None,
             Value::Null,
-        ))),
+        )?)),
         Value::Object(top) => decode_object(top),
         other => Err(DecodeError::shape(
             "$",
@@ -265,7 +281,7 @@ fn decode_object(mut top: Map<String, Value>) -> Result<Message, DecodeError> {
         let metadata = payload.remove("metadata").unwrap_or(Value::Null);
         return Ok(Message::Matches(snapshot(
             meta, form, items, "payload.", None, metadata,
-        )));
+        )?));
     }
 
     if let Some(matches) = top.remove("matches") {
@@ -284,7 +300,7 @@ fn decode_object(mut top: Map<String, Value>) -> Result<Message, DecodeError> {
         };
         return Ok(Message::Matches(snapshot(
             meta, form, items, "", None, metadata,
-        )));
+        )?));
     }
 
     Err(match meta.message_type {
@@ -311,6 +327,31 @@ fn flat_meta(mut meta: Meta, metadata: &Value) -> Meta {
     meta
 }
 
+/// Longest `message_id` accepted, in bytes: ids are stored and shown.
+pub const MAX_MESSAGE_ID_BYTES: usize = 128;
+/// Largest `metadata` object accepted, as JSON bytes: it is stored with the list.
+pub const MAX_METADATA_BYTES: usize = 16 * 1024;
+/// Largest single match accepted, as JSON bytes: a larger one is rejected alone.
+pub const MAX_MATCH_BYTES: usize = 64 * 1024;
+
+/// The length of `v` as compact JSON, without building the text.
+fn json_len(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing a Value into a counter cannot fail.
+    let _ = serde_json::to_writer(&mut count, v);
+    count.0
+}
+
 fn snapshot(
     meta: Meta,
     form: MessageForm,
@@ -318,7 +359,22 @@ fn snapshot(
     prefix: &str,
     has_changes: Option<bool>,
     metadata: Value,
-) -> Snapshot {
+) -> Result<Snapshot, DecodeError> {
+    if let Some(id) = &meta.message_id {
+        if id.len() > MAX_MESSAGE_ID_BYTES {
+            return Err(DecodeError::shape(
+                "message_id",
+                format!("{} bytes, more than {MAX_MESSAGE_ID_BYTES}", id.len()),
+            ));
+        }
+    }
+    let metadata_len = json_len(&metadata);
+    if metadata_len > MAX_METADATA_BYTES {
+        return Err(DecodeError::shape(
+            format!("{prefix}metadata"),
+            format!("{metadata_len} bytes, more than {MAX_METADATA_BYTES}"),
+        ));
+    }
     let mut matches = Vec::with_capacity(items.len());
     let mut rejected = Vec::new();
     for (index, item) in items.into_iter().enumerate() {
@@ -327,6 +383,17 @@ fn snapshot(
                 .or_else(|| o.get("match_id"))
                 .and_then(|v| fields::as_i64(v).ok())
         });
+        let size = json_len(&item);
+        if size > MAX_MATCH_BYTES {
+            rejected.push(RejectedMatch {
+                index,
+                match_id: id_hint,
+                reason: format!(
+                    "{prefix}matches[{index}]: {size} bytes, more than {MAX_MATCH_BYTES}"
+                ),
+            });
+            continue;
+        }
         match decode_match(item) {
             Ok(m) => matches.push(m),
             Err(e) => rejected.push(RejectedMatch {
@@ -337,14 +404,14 @@ fn snapshot(
         }
     }
     let has_changes = has_changes.or_else(|| metadata.get("has_changes").and_then(Value::as_bool));
-    Snapshot {
+    Ok(Snapshot {
         meta,
         form,
         matches,
         rejected,
         has_changes,
         metadata,
-    }
+    })
 }
 
 /// Decodes one match of any form.

@@ -51,6 +51,10 @@ impl std::fmt::Display for FieldError {
 
 impl std::error::Error for FieldError {}
 
+/// Longest text field accepted, in bytes (after trimming): names, venues, competitions are
+/// served in every feed.
+pub const MAX_TEXT_BYTES: usize = 1024;
+
 /// The JSON kind of a value, for error messages (never the value itself: it may be personal data).
 pub fn kind(v: &Value) -> &'static str {
     match v {
@@ -149,12 +153,19 @@ impl<'a> Obj<'a> {
         }
     }
 
-    /// A text field: strings (trimmed; empty means none) and numbers (as written) are accepted.
+    /// A text field: strings (trimmed; empty means none; at most [`MAX_TEXT_BYTES`]) and
+    /// numbers (as written) are accepted.
     pub fn opt_str(&self, key: &str) -> Result<Option<String>, FieldError> {
         match self.map.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => {
                 let t = s.trim();
+                if t.len() > MAX_TEXT_BYTES {
+                    return Err(FieldError::new(
+                        key,
+                        format!("{} bytes of text, more than {MAX_TEXT_BYTES}", t.len()),
+                    ));
+                }
                 if t.is_empty() || (self.na_is_none && t == "N/A") {
                     Ok(None)
                 } else {

@@ -8,23 +8,45 @@
 //! | `POST /redis-restart` | drop the connection and reconnect now |
 //! | `POST /redis-test` | a real round trip on the private probe channel; 503 when it fails |
 //!
-//! The router carries its own state, so it merges into any app:
+//! `/redis-status` and `/redis-config` are public ([`PUBLIC_ROUTES`]: no personal data, no
+//! foreign text); `/redis-stats` shows message details and needs the read token once tokens
+//! are configured; the `POST` routes need the write token ([`auth::AccessPolicy`]). A restart
+//! is refused with 429 within [`RESTART_INTERVAL`] of the previous one: every restart can lose
+//! what was published while the connection was down.
+//!
+//! [`router`] carries its own state and its policy, so it merges into any app. An app that
+//! puts one policy over everything merges [`routes`] instead and protects the whole:
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! use fogis_pubsub::{http, subscribe_to_match_updates, HandlerOutcome, SubscriberConfig};
+//! use fogis_pubsub::http::auth::AccessPolicy;
 //!
 //! let handle = subscribe_to_match_updates(SubscriberConfig::default(), |_update| async {
 //!     HandlerOutcome::Duplicate
 //! });
-//! let app = axum::Router::new()
-//!     .route("/health", axum::routing::get(|| async { "ok" }))
-//!     .merge(http::router(handle.clone()));
+//! let policy = AccessPolicy::new(
+//!     std::env::var("API_TOKEN").ok(),
+//!     std::env::var("FEED_TOKEN").ok(),
+//! )
+//! .expect("usable tokens")
+//! .public(["/health"])
+//! .public(http::PUBLIC_ROUTES);
+//! let app = policy.protect(
+//!     axum::Router::new()
+//!         .route("/health", axum::routing::get(|| async { "ok" }))
+//!         .merge(http::routes(handle.clone())),
+//! );
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:9083").await?;
 //! axum::serve(listener, app).await?;
 //! # Ok(())
 //! # }
 //! ```
+
+pub mod auth;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -38,15 +60,44 @@ use crate::error::ProbeError;
 use crate::publisher::format_timestamp;
 use crate::subscriber::SubscriberHandle;
 
-/// The routes above, with the handle as their state.
-pub fn router(handle: SubscriberHandle) -> Router {
+/// The routes that show neither personal data nor foreign text: anyone may read them.
+pub const PUBLIC_ROUTES: [&str; 2] = ["/redis-status", "/redis-config"];
+
+/// Shortest time between two restarts asked over HTTP.
+pub const RESTART_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The routes above behind `policy` (plus [`PUBLIC_ROUTES`]).
+pub fn router(handle: SubscriberHandle, policy: auth::AccessPolicy) -> Router {
+    policy.public(PUBLIC_ROUTES).protect(routes(handle))
+}
+
+/// The routes above without any access check: for an app that puts one
+/// [`auth::AccessPolicy`] over its whole router. Never serve them unprotected.
+pub fn routes(handle: SubscriberHandle) -> Router {
     Router::new()
         .route("/redis-status", get(status))
         .route("/redis-stats", get(stats))
         .route("/redis-config", get(config))
         .route("/redis-restart", post(restart))
         .route("/redis-test", post(test))
-        .with_state(handle)
+        .with_state(Routes {
+            handle,
+            last_restart: Arc::new(Mutex::new(None)),
+        })
+}
+
+/// The routes' state: the handle, and when the last restart was asked for.
+#[derive(Debug, Clone)]
+struct Routes {
+    handle: SubscriberHandle,
+    // A std Mutex: held for one comparison, never across an await.
+    last_restart: Arc<Mutex<Option<Instant>>>,
+}
+
+impl axum::extract::FromRef<Routes> for SubscriberHandle {
+    fn from_ref(r: &Routes) -> SubscriberHandle {
+        r.handle.clone()
+    }
 }
 
 fn now() -> String {
@@ -135,9 +186,21 @@ async fn config(State(handle): State<SubscriberHandle>) -> Json<Value> {
     }))
 }
 
-async fn restart(State(handle): State<SubscriberHandle>) -> Result<Json<Value>, ApiError> {
+async fn restart(State(routes): State<Routes>) -> Result<Json<Value>, ApiError> {
+    let handle = &routes.handle;
     if !handle.config().enabled {
         return Err(ApiError::Disabled);
+    }
+    {
+        let mut last = routes
+            .last_restart
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        if let Some(wait) = last.and_then(|t| RESTART_INTERVAL.checked_sub(now - t)) {
+            return Err(ApiError::TooSoon(wait));
+        }
+        *last = Some(now);
     }
     handle.restart();
     Ok(Json(json!({
@@ -163,19 +226,35 @@ async fn test(State(handle): State<SubscriberHandle>) -> Result<Json<Value>, Api
 enum ApiError {
     Disabled,
     Probe(ProbeError),
+    /// A restart within [`RESTART_INTERVAL`] of the last one; the time left.
+    TooSoon(Duration),
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (code, enabled, error) = match self {
+        let (code, enabled, error, retry_after) = match self {
             ApiError::Disabled => (
                 StatusCode::CONFLICT,
                 false,
                 ProbeError::Disabled.to_string(),
+                None,
             ),
             ApiError::Probe(e) => {
                 let enabled = e != ProbeError::Disabled;
-                (StatusCode::SERVICE_UNAVAILABLE, enabled, e.to_string())
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    enabled,
+                    e.to_string(),
+                    None,
+                )
+            }
+            ApiError::TooSoon(wait) => {
+                let secs = wait.as_secs() + 1;
+                let error = format!(
+                    "restarted less than {}s ago: try again in {secs}s",
+                    RESTART_INTERVAL.as_secs()
+                );
+                (StatusCode::TOO_MANY_REQUESTS, true, error, Some(secs))
             }
         };
         let body = json!({
@@ -185,6 +264,11 @@ impl IntoResponse for ApiError {
             "redis_available": false,
             "error": error,
         });
-        (code, Json(body)).into_response()
+        let mut resp = (code, Json(body)).into_response();
+        if let Some(secs) = retry_after {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        resp
     }
 }

@@ -89,7 +89,9 @@
 //!     let n = update.snapshot.matches.len();
 //!     HandlerOutcome::Applied { summary: format!("{n} matches from {}", update.channel) }
 //! });
-//! let app = axum::Router::new().merge(http::router(handle.clone()));
+//! // The POST routes need this token; /redis-stats needs it (or the read token).
+//! let policy = http::auth::AccessPolicy::new(Some(std::env::var("API_TOKEN")?), None)?;
+//! let app = axum::Router::new().merge(http::router(handle.clone(), policy));
 //! # let _ = app;
 //! handle.shutdown();
 //! handle.await;

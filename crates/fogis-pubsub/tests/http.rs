@@ -5,6 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use fogis_pubsub::http::auth::AccessPolicy;
 use fogis_pubsub::{drive, http};
 use serde_json::Value;
 use test_support::RedisServer;
@@ -40,7 +41,7 @@ async fn routes_answer_the_documented_shapes() {
     // Merged into an app that has routes of its own.
     let app = axum::Router::new()
         .route("/health", axum::routing::get(|| async { "ok" }))
-        .merge(http::router(handle.clone()));
+        .merge(http::router(handle.clone(), AccessPolicy::open()));
     let base = serve(app).await;
     let client = reqwest::Client::new();
     let get = |path: &str| client.get(format!("{base}{path}")).send();
@@ -177,7 +178,7 @@ async fn disabled_integration_says_so() {
         ..fogis_pubsub::SubscriberConfig::default()
     };
     let handle = drive(config, Recorder::new());
-    let base = serve(http::router(handle)).await;
+    let base = serve(http::router(handle, AccessPolicy::open())).await;
     let client = reqwest::Client::new();
     let status: Value = client
         .get(format!("{base}/redis-status"))
@@ -216,7 +217,7 @@ async fn the_stream_consumer_is_configured_and_counted_in_the_routes() {
         ..config_for(&redis.url())
     };
     let handle = drive(config, Recorder::new());
-    let base = serve(http::router(handle.clone())).await;
+    let base = serve(http::router(handle.clone(), AccessPolicy::open())).await;
     let publisher = fogis_pubsub::Publisher::new(redis.url().parse().expect("url"));
     let report = publisher
         .publish_snapshot(
@@ -288,4 +289,114 @@ async fn the_stream_consumer_is_configured_and_counted_in_the_routes() {
     assert_eq!(test.status(), 200);
     handle.shutdown();
     handle.join().await;
+}
+
+const WRITE: &str = "write-token-for-the-tests";
+const READ: &str = "read-token-for-the-tests";
+
+/// The library's router takes the same policy as the app around it: the POST routes need the
+/// write token (header only), `/redis-stats` a token, `/redis-status` and `/redis-config`
+/// none; restarts are rate-limited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_routes_follow_the_access_policy_and_restarts_are_rate_limited() {
+    // Enabled, aimed at a port where nothing listens: restarts are accepted, nothing connects.
+    let handle = drive(config_for("redis://127.0.0.1:1"), Recorder::new());
+    let policy = AccessPolicy::new(Some(WRITE.into()), Some(READ.into())).expect("tokens");
+    let base = serve(http::router(handle.clone(), policy)).await;
+    let client = reqwest::Client::new();
+    let send = |method: reqwest::Method, path: &str, auth: Option<&str>| {
+        let mut req = client.request(method, format!("{base}{path}"));
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        req.send()
+    };
+    let code = |r: reqwest::Response| r.status().as_u16();
+    use reqwest::Method as M;
+    for path in ["/redis-status", "/redis-config"] {
+        assert_eq!(
+            code(send(M::GET, path, None).await.expect("get")),
+            200,
+            "{path}"
+        );
+    }
+    for auth in [None, Some("Bearer nope"), Some("Bearer "), Some("")] {
+        let r = send(M::GET, "/redis-stats", auth).await.expect("stats");
+        assert_eq!(r.status(), 401, "{auth:?}");
+        assert_eq!(r.headers()["www-authenticate"], "Bearer");
+        let body = r.text().await.expect("body");
+        assert!(!body.contains("messages_received"), "{body}");
+        for path in ["/redis-restart", "/redis-test"] {
+            assert_eq!(
+                code(send(M::POST, path, auth).await.expect("post")),
+                401,
+                "{path} {auth:?}"
+            );
+        }
+    }
+    // The read token opens the stats, in the query or the header; never the POST routes.
+    let stats = client
+        .get(format!("{base}/redis-stats?token={READ}"))
+        .send()
+        .await
+        .expect("stats");
+    assert_eq!(stats.status(), 200);
+    assert_eq!(stats.headers()["cache-control"], "private, no-store");
+    let read = format!("Bearer {READ}");
+    assert_eq!(
+        code(
+            send(M::GET, "/redis-stats", Some(&read))
+                .await
+                .expect("stats")
+        ),
+        200
+    );
+    assert_eq!(
+        code(
+            send(M::POST, "/redis-restart", Some(&read))
+                .await
+                .expect("restart")
+        ),
+        401
+    );
+    // The write token: in the header, in any scheme case; never in the query.
+    let write = format!("bEaReR {WRITE}");
+    assert_eq!(
+        code(
+            send(M::GET, "/redis-stats", Some(&write))
+                .await
+                .expect("stats")
+        ),
+        200
+    );
+    let in_query = client
+        .get(format!("{base}/redis-stats?token={WRITE}"))
+        .send()
+        .await
+        .expect("stats");
+    assert_eq!(in_query.status(), 401);
+    let restart = send(M::POST, "/redis-restart", Some(&write))
+        .await
+        .expect("restart");
+    assert_eq!(restart.status(), 200);
+    // A second restart at once is refused, with the time to wait.
+    let again = send(M::POST, "/redis-restart", Some(&write))
+        .await
+        .expect("restart");
+    assert_eq!(again.status(), 429);
+    let wait: u64 = again.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!(
+        (1..=http::RESTART_INTERVAL.as_secs()).contains(&wait),
+        "{wait}"
+    );
+    assert_eq!(
+        handle.status().reconnect_count,
+        0,
+        "nothing connected: no reconnect counted"
+    );
+    handle.shutdown();
 }

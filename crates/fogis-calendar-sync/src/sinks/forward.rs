@@ -46,8 +46,7 @@ impl ForwardSink {
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(DavError::Protocol("FORWARD_URL must be http(s)".into()));
         }
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
+        let http = crate::outbound::client(timeout)
             .build()
             .map_err(|e| DavError::Transport(e.to_string()))?;
         Ok(ForwardSink {
@@ -92,16 +91,22 @@ impl ForwardSink {
         if resp.status().is_success() {
             return Ok(());
         }
-        // 5xx, 429 and refusals alike are retried with backoff; the excerpt says why.
+        // Never re-posted to another origin: a redirect is an error naming where it pointed.
+        if let Some(redirected) = crate::outbound::redirect_error(status, resp.headers()) {
+            return Err(SinkError::Remote(format!("forward target {redirected}")));
+        }
+        // 5xx, 429 and refusals alike are retried with backoff. The remote's body may quote
+        // the list it refused: only at debug level, masked; the status says what happened.
         let text = resp.text().await.unwrap_or_default();
         let excerpt: String = text
             .chars()
             .take(200)
             .map(|c| if c.is_control() { ' ' } else { c })
             .collect();
+        tracing::debug!(status, excerpt = %crate::mask::mask_pii(&excerpt), "forward target's answer");
         Err(match status {
             401 | 403 => DavError::Unauthorized { status }.into(),
-            _ => SinkError::Remote(format!("forward target answered {status}: {excerpt}")),
+            _ => SinkError::Remote(format!("forward target answered {status}")),
         })
     }
 }

@@ -97,9 +97,10 @@ pub(super) fn decode(bytes: &[u8]) -> Option<Message> {
         };
         let metadata = payload.metadata.unwrap_or(Value::Null);
         let items = payload.matches?;
-        return Some(Message::Matches(snapshot(
-            meta, form, items, "payload.", None, metadata,
-        )));
+        // A bound exceeded: the general path says which.
+        return snapshot(meta, form, items, "payload.", None, metadata)
+            .ok()
+            .map(Message::Matches);
     }
     let items = top.matches?;
     let metadata = top.metadata.unwrap_or(Value::Null);
@@ -109,9 +110,9 @@ pub(super) fn decode(bytes: &[u8]) -> Option<Message> {
     } else {
         MessageForm::Flat
     };
-    Some(Message::Matches(snapshot(
-        meta, form, items, "", None, metadata,
-    )))
+    snapshot(meta, form, items, "", None, metadata)
+        .ok()
+        .map(Message::Matches)
 }
 
 #[cfg(test)]

@@ -209,6 +209,22 @@ fn structural_errors_say_where() {
     assert!(e.to_string().contains("no match list"), "{e}");
     let e = decode(br#"{"type": "heartbeat", "payload": {}}"#).unwrap_err();
     assert_eq!(e, DecodeError::UnsupportedType("heartbeat".into()));
+    assert_eq!(e.to_string(), "unsupported message type \"heartbeat\"");
+    for foreign in [
+        "call 0701234567",
+        "+46701234567",
+        "<b>x</b>",
+        &"x".repeat(65),
+    ] {
+        let body = serde_json::json!({"type": foreign, "payload": {}}).to_string();
+        let e = decode(body.as_bytes()).expect_err("unsupported");
+        let text = e.to_string();
+        assert!(
+            text.starts_with("unsupported message type (not shown: "),
+            "{text}"
+        );
+        assert!(!text.contains(foreign), "{text}");
+    }
     assert!(decode(b"\"text\"").is_err());
     assert!(decode(&[0xff, 0xfe, 0x00]).is_err());
 }
@@ -292,5 +308,85 @@ proptest! {
         let mutated = mutate(&original, &edits);
         let _ = decode(&mutated);
         let _ = decode(&mutated[..cut % (mutated.len() + 1)]);
+    }
+}
+
+fn matches_of(bytes: &[u8]) -> Snapshot {
+    match decode(bytes).unwrap() {
+        Message::Matches(s) => s,
+        other => panic!("expected matches, got {other:?}"),
+    }
+}
+
+fn small_match(id: i64) -> serde_json::Value {
+    serde_json::json!({"matchid": id, "tid": "/Date(1746549000000)/", "lag1namn": "A", "lag2namn": "B"})
+}
+
+#[test]
+fn a_message_id_or_metadata_over_its_bound_rejects_the_message_with_the_reason() {
+    for (id, ok) in [("x".repeat(128), true), ("x".repeat(129), false)] {
+        for body in [
+            serde_json::json!({"message_id": id, "type": "match_updates", "payload": {"matches": [small_match(1)]}}),
+            serde_json::json!({"matches": [small_match(1)], "metadata": {"message_id": id}}),
+        ] {
+            let got = decode(body.to_string().as_bytes());
+            if ok {
+                assert!(got.is_ok(), "{got:?}");
+            } else {
+                assert_eq!(
+                    got.unwrap_err().to_string(),
+                    "message_id: 129 bytes, more than 128"
+                );
+            }
+        }
+    }
+    let big = serde_json::json!({"note": "x".repeat(MAX_METADATA_BYTES)});
+    let body = serde_json::json!({"type": "match_updates", "payload": {"matches": [small_match(1)], "metadata": big}});
+    let e = decode(body.to_string().as_bytes()).unwrap_err().to_string();
+    assert!(e.starts_with("payload.metadata: 16"), "{e}");
+    assert!(e.ends_with("bytes, more than 16384"), "{e}");
+}
+
+#[test]
+fn a_match_or_a_text_over_its_bound_is_rejected_alone_and_the_rest_applies() {
+    let mut huge = small_match(2);
+    huge["extra"] = serde_json::Value::from("y".repeat(MAX_MATCH_BYTES));
+    let mut long_name = small_match(3);
+    long_name["lag1namn"] = serde_json::Value::from("N".repeat(fields::MAX_TEXT_BYTES + 1));
+    let mut longest_ok = small_match(4);
+    longest_ok["lag2namn"] = serde_json::Value::from("M".repeat(fields::MAX_TEXT_BYTES));
+    for form in ["flat", "envelope", "bare"] {
+        let list = serde_json::json!([small_match(1), huge, long_name, longest_ok]);
+        let body = match form {
+            "flat" => serde_json::json!({"matches": list}),
+            "envelope" => {
+                serde_json::json!({"type": "match_updates", "payload": {"matches": list}})
+            }
+            _ => list,
+        };
+        let s = matches_of(body.to_string().as_bytes());
+        let ids: Vec<i64> = s.matches.iter().map(|m| m.match_id).collect();
+        assert_eq!(ids, [1, 4], "{form}");
+        let reasons: Vec<(Option<i64>, &str)> = s
+            .rejected
+            .iter()
+            .map(|r| (r.match_id, r.reason.as_str()))
+            .collect();
+        let prefix = if form == "envelope" { "payload." } else { "" };
+        assert_eq!(reasons.len(), 2, "{form}: {reasons:?}");
+        assert_eq!(reasons[0].0, Some(2));
+        assert!(
+            reasons[0].1.starts_with(&format!("{prefix}matches[1]: 65"))
+                && reasons[0].1.ends_with("bytes, more than 65536"),
+            "{form}: {reasons:?}"
+        );
+        assert_eq!(
+            reasons[1],
+            (
+                Some(3),
+                &*format!("{prefix}matches[2].lag1namn: 1025 bytes of text, more than 1024")
+            ),
+            "{form}"
+        );
     }
 }

@@ -2,8 +2,14 @@
 //!
 //! The variants say what the caller must do, not what the server said: fix the configuration
 //! (`Unauthorized`, `Authentication`), skip this one item and go on (`Refused`), re-read
-//! (`PreconditionFailed`), try later ([`DavError::is_retryable`]). Server text is kept only as
-//! fogis-dav keeps it: at most 200 characters, control characters flattened.
+//! (`PreconditionFailed`), try later ([`DavError::is_retryable`]).
+//!
+//! Server text is personal data as often as not (a server quoting the DESCRIPTION it refused):
+//! an unexpected answer's excerpt (at most 200 characters, as fogis-dav keeps it) is kept in
+//! the error for the caller but never displayed (the message, so the sink status and the log,
+//! says the status, or where a redirect pointed) and logged only at debug level, masked. The
+//! reason a server gives with a `DAV:error` precondition (the one item it refuses) is shown,
+//! masked, on `/sinks` (behind the token), since it says what to fix.
 
 /// Why a DAV request failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -19,7 +25,7 @@ pub enum DavError {
     Authentication(String),
     /// A 4xx naming a `DAV:error` precondition: the server will not store this one item
     /// (`supported-calendar-component` from a tasks-only calendar, say). Other items go on.
-    #[error("HTTP {status}: the server refused this item ({precondition}){}", reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default())]
+    #[error("HTTP {status}: the server refused this item ({precondition}){}", reason.as_deref().map(|r| format!(": {}", crate::mask::mask_pii(r))).unwrap_or_default())]
     Refused {
         status: u16,
         precondition: String,
@@ -31,8 +37,9 @@ pub enum DavError {
     /// 404 where something had to exist (a collection that could not be created, say).
     #[error("not found (HTTP 404)")]
     NotFound,
-    /// Any other unexpected status; `body_excerpt` is at most 200 characters of the answer.
-    #[error("HTTP {status}: {body_excerpt}")]
+    /// Any other unexpected status; `body_excerpt` is at most 200 characters of the answer,
+    /// never displayed (a redirect's location is: it is configuration, not content).
+    #[error("HTTP {status}{}", shown_excerpt(*status, body_excerpt))]
     Status { status: u16, body_excerpt: String },
     /// No answer within the configured timeout.
     #[error("the request timed out")]
@@ -43,6 +50,15 @@ pub enum DavError {
     /// The answer made no sense (bad XML, not a calendar) or the request was invalid.
     #[error("protocol error: {0}")]
     Protocol(String),
+}
+
+/// What the message shows of an excerpt: a redirect's location, otherwise a fixed text.
+fn shown_excerpt(status: u16, excerpt: &str) -> String {
+    if (300..400).contains(&status) {
+        format!(": {excerpt}: not followed")
+    } else {
+        ": the server's text is logged at debug level".to_string()
+    }
 }
 
 impl DavError {
@@ -92,10 +108,17 @@ impl From<fogis_dav::DavError> for DavError {
             E::Status {
                 status,
                 body_excerpt,
-            } => DavError::Status {
-                status,
-                body_excerpt,
-            },
+            } => {
+                tracing::debug!(
+                    status,
+                    excerpt = %crate::mask::mask_pii(&body_excerpt),
+                    "DAV server's error answer"
+                );
+                DavError::Status {
+                    status,
+                    body_excerpt,
+                }
+            }
             E::Timeout => DavError::Timeout,
             E::Transport(t) => DavError::Transport(t),
             E::Protocol(t) => DavError::Protocol(t),

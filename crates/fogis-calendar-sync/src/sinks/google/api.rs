@@ -182,6 +182,9 @@ impl Api {
             let (status, retry_after, body) = match req.send().await {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
+                    if let Some(r) = crate::outbound::redirect_error(status, resp.headers()) {
+                        return Err(SinkError::Remote(format!("{service} {r}")));
+                    }
                     let retry_after = resp
                         .headers()
                         .get(reqwest::header::RETRY_AFTER)

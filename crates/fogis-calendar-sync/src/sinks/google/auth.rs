@@ -210,7 +210,9 @@ async fn exchange(
     verifier: &str,
     redirect_uri: &str,
 ) -> anyhow::Result<Value> {
-    let resp = reqwest::Client::new()
+    let resp = crate::outbound::client(std::time::Duration::from_secs(30))
+        .build()
+        .context("building the HTTP client")?
         .post(&flow.token_url)
         .form(&[
             ("code", code),

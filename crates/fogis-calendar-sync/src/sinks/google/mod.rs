@@ -59,9 +59,7 @@ pub fn build(
     ] {
         reqwest::Url::parse(url).with_context(|| format!("{name} {url:?}"))?;
     }
-    let http = reqwest::Client::builder()
-        .timeout(timeout)
-        .user_agent(concat!("fogis-calendar-sync/", env!("CARGO_PKG_VERSION")))
+    let http = crate::outbound::client(timeout)
         .build()
         .context("building the HTTP client")?;
     let token = Arc::new(TokenSource::new(

@@ -9,7 +9,6 @@
 //! logged once, until the token file changes (a `google-auth` run), which is noticed without a
 //! restart.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
@@ -254,31 +253,10 @@ pub fn parse_expiry(s: &str) -> Option<DateTime<Utc>> {
 }
 
 /// Writes `bytes` to `path` so that a reader sees the old file or the new one, never half of
-/// one: a temporary file in the same directory (mode 0600), flushed, then renamed over.
+/// one: [`crate::files::write_atomic`] (random `create_new` temporary file, mode 0600, no
+/// symlink followed, directory synced).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "token.json".into());
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let result = (|| {
-        let mut file = options.open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    crate::files::write_atomic(path, bytes)
 }
 
 #[cfg(test)]

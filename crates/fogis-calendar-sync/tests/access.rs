@@ -1,0 +1,318 @@
+//! The one access layer over the merged app (ours and the library's routes): every route, sent
+//! with no token, a wrong one, an empty one and the right ones; the answer, the cache header,
+//! and that no personal data comes back to a request without a token.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::Write;
+use std::sync::Mutex;
+
+use common::{future_snapshot, secret, Service};
+use fogis_calendar_sync::mask::{MaskingWriter, PHONE_FORMS};
+use reqwest::Method;
+use serde_json::Value;
+
+const API: &str = "api-token-for-the-access-test";
+const FEED: &str = "feed-token-for-the-access-test";
+
+/// What the state holds that nobody without a token may see.
+const PRIVATE: [&str; 5] = ["0700000000", "example.com", "Doe", "0701234567", "Home 0"];
+
+/// Routes anyone may read: counters and summaries only.
+const PUBLIC: [&str; 4] = ["/health", "/metrics", "/redis-status", "/redis-config"];
+
+/// Routes that show personal data (or may), and one that does not exist.
+const PERSONAL: [&str; 9] = [
+    "/",
+    "/calendar.ics",
+    "/contacts.vcf",
+    "/matches",
+    "/sinks",
+    "/quarantine",
+    "/held",
+    "/redis-stats",
+    "/no-such-route",
+];
+
+/// Every POST route, with a body that means work (the trigger's no-data form is tested apart).
+fn writes() -> Vec<(&'static str, Vec<u8>)> {
+    let list = serde_json::to_vec(&future_snapshot(&[3, 4], "access-2")).unwrap();
+    vec![
+        ("/sync", list.clone()),
+        ("/manual-sync", list),
+        ("/held/1/apply", Vec::new()),
+        ("/held/1/discard", Vec::new()),
+        ("/redis-restart", Vec::new()),
+        ("/redis-test", Vec::new()),
+        ("/health", Vec::new()),
+    ]
+}
+
+/// How a request presents itself.
+#[derive(Debug, Clone, Copy)]
+enum Cred {
+    None,
+    Header(&'static str),
+    RawHeader(&'static str),
+    Query(&'static str),
+}
+
+const WITHOUT: [Cred; 8] = [
+    Cred::None,
+    Cred::Header("wrong-token-wrong-token"),
+    Cred::RawHeader(""),
+    Cred::RawHeader("Bearer "),
+    Cred::RawHeader("Bearer"),
+    Cred::Query(""),
+    Cred::Query("wrong-token-wrong-token"),
+    // The API token is never accepted in a URL.
+    Cred::Query(API),
+];
+
+async fn send(
+    svc: &Service,
+    method: Method,
+    path: &str,
+    cred: Cred,
+    body: Vec<u8>,
+) -> reqwest::Response {
+    let url = match cred {
+        Cred::Query(t) => svc.url(&format!("{path}?token={t}")),
+        _ => svc.url(path),
+    };
+    let mut req = svc.http.request(method, url).body(body);
+    match cred {
+        Cred::Header(t) => req = req.bearer_auth(t),
+        Cred::RawHeader(v) => req = req.header("authorization", v),
+        Cred::None | Cred::Query(_) => {}
+    }
+    req.send().await.unwrap()
+}
+
+fn assert_no_private(what: &str, body: &str) {
+    for p in PRIVATE {
+        assert!(!body.contains(p), "{what}: {p} in {body}");
+    }
+}
+
+async fn tokened() -> Service {
+    let svc = Service::start_with(|o| {
+        o.api_token = secret(API);
+        o.feed_token = secret(FEED);
+    })
+    .await;
+    let list = serde_json::to_vec(&future_snapshot(&[3, 4], "access-1")).unwrap();
+    let resp = send(&svc, Method::POST, "/sync", Cred::Header(API), list).await;
+    assert_eq!(resp.status(), 200);
+    let bad = br#"{"matches": [{"matchid": 1, "note": "call 0701234567 or eve@example.com"}]}"#;
+    let resp = send(&svc, Method::POST, "/sync", Cred::Header(API), bad.to_vec()).await;
+    assert_eq!(resp.status(), 400);
+    svc
+}
+
+async fn matches(svc: &Service) -> Value {
+    send(svc, Method::GET, "/matches", Cred::Header(API), Vec::new())
+        .await
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_without_the_right_token_is_refused_and_shows_no_personal_data() {
+    let svc = tokened().await;
+    let before = matches(&svc).await;
+    assert!(before.to_string().contains("0700000000"), "{before}");
+
+    for path in PUBLIC {
+        for cred in WITHOUT {
+            let resp = send(&svc, Method::GET, path, cred, Vec::new()).await;
+            assert_eq!(resp.status(), 200, "{path} {cred:?}");
+            assert_no_private(path, &resp.text().await.unwrap());
+        }
+    }
+    for path in PERSONAL {
+        for cred in WITHOUT {
+            let resp = send(&svc, Method::GET, path, cred, Vec::new()).await;
+            assert_eq!(resp.status(), 401, "{path} {cred:?}");
+            assert_eq!(resp.headers()["www-authenticate"], "Bearer");
+            assert_eq!(resp.headers()["cache-control"], "private, no-store");
+            assert_no_private(path, &resp.text().await.unwrap());
+        }
+    }
+    for (path, body) in writes() {
+        // The feed token opens no write.
+        for cred in WITHOUT
+            .into_iter()
+            .chain([Cred::Query(FEED), Cred::Header(FEED)])
+        {
+            let resp = send(&svc, Method::POST, path, cred, body.clone()).await;
+            assert_eq!(resp.status(), 401, "POST {path} {cred:?}");
+            assert_no_private(path, &resp.text().await.unwrap());
+        }
+    }
+    // Nothing of that changed the state.
+    assert_eq!(matches(&svc).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_right_tokens_open_every_route_and_personal_answers_are_not_cached() {
+    let svc = tokened().await;
+    for path in PERSONAL.into_iter().filter(|p| *p != "/no-such-route") {
+        for cred in [
+            Cred::Query(FEED),
+            Cred::Header(FEED),
+            Cred::Header(API),
+            Cred::RawHeader("bEaReR api-token-for-the-access-test"),
+        ] {
+            let resp = send(&svc, Method::GET, path, cred, Vec::new()).await;
+            assert_eq!(resp.status(), 200, "{path} {cred:?}");
+            assert_eq!(
+                resp.headers()["cache-control"],
+                "private, no-store",
+                "{path}"
+            );
+        }
+    }
+    let feed = send(
+        &svc,
+        Method::GET,
+        "/calendar.ics",
+        Cred::Query(FEED),
+        Vec::new(),
+    )
+    .await;
+    assert!(feed.text().await.unwrap().contains("BEGIN:VEVENT"));
+    let unknown = send(
+        &svc,
+        Method::GET,
+        "/no-such-route",
+        Cred::Header(API),
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(unknown.status(), 404);
+
+    let expected = [
+        ("/sync", 200),
+        ("/manual-sync", 200),
+        ("/held/1/apply", 404),
+        ("/held/1/discard", 404),
+        // Redis is off in these tests.
+        ("/redis-restart", 409),
+        ("/redis-test", 503),
+        ("/health", 405),
+    ];
+    for ((path, body), (p, code)) in writes().into_iter().zip(expected) {
+        assert_eq!(path, p);
+        let resp = send(&svc, Method::POST, path, Cred::Header(API), body).await;
+        assert_eq!(resp.status().as_u16(), code, "POST {path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sync_trigger_passes_without_a_token_only_when_it_carries_nothing() {
+    let svc = tokened().await;
+    let before = matches(&svc).await;
+    for path in ["/sync", "/manual-sync"] {
+        for body in [&b""[..], b"{}", b" {\n}\n", b"   "] {
+            let resp = send(&svc, Method::POST, path, Cred::None, body.to_vec()).await;
+            assert_ne!(resp.status(), 401, "POST {path} {body:?}");
+            assert_no_private(path, &resp.text().await.unwrap());
+        }
+        for body in [
+            &b"{\"matches\": []}"[..],
+            b"[]",
+            b"null",
+            b"{}{}",
+            b"{                                                                  }",
+        ] {
+            let resp = send(&svc, Method::POST, path, Cred::None, body.to_vec()).await;
+            assert_eq!(resp.status(), 401, "POST {path} {body:?}");
+        }
+    }
+    assert_eq!(matches(&svc).await, before, "a trigger changed the state");
+}
+
+/// What the service logged in this test binary, through the same masking writer `main` uses.
+static LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+struct LogSink;
+
+impl Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOG.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Lists full of phone numbers in every form, in every text field, and bad inputs that carry
+/// them where an error might quote them: none reaches an answer without a token, nor the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phone_numbers_in_every_form_reach_no_output_without_a_token() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("debug")
+        .with_writer(|| MaskingWriter(LogSink))
+        .try_init();
+    let svc = tokened().await;
+    let mut list = future_snapshot(&[3, 4, 5, 6, 7], "phones-1");
+    let items = list["payload"]["matches"].as_array_mut().unwrap();
+    for (i, m) in items.iter_mut().enumerate() {
+        let phone = |k: usize| Value::from(PHONE_FORMS[(i * 4 + k) % PHONE_FORMS.len()]);
+        m["lag1namn"] = phone(0);
+        m["lag2namn"] = phone(1);
+        m["anlaggningnamn"] = phone(2);
+        m["domaruppdraglista"][0]["personnamn"] = phone(3);
+        m["domaruppdraglista"][0]["mobiltelefon"] = phone(0);
+    }
+    let resp = send(
+        &svc,
+        Method::POST,
+        "/sync",
+        Cred::Header(API),
+        serde_json::to_vec(&list).unwrap(),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    for phone in PHONE_FORMS {
+        for bad in [
+            serde_json::json!({"type": phone, "payload": {}}),
+            serde_json::json!({"matches": [{"matchid": phone}]}),
+            serde_json::json!({"matches": [{"matchid": 1, "lag1namn": {"x": phone}}]}),
+            serde_json::json!({"type": "system_alert", "message": phone, "details": {"p": phone}}),
+        ] {
+            let body = serde_json::to_vec(&bad).unwrap();
+            let resp = send(&svc, Method::POST, "/sync", Cred::Header(API), body).await;
+            let _ = resp.text().await;
+        }
+    }
+    for path in PUBLIC.into_iter().chain(PERSONAL) {
+        for cred in WITHOUT {
+            let resp = send(&svc, Method::GET, path, cred, Vec::new()).await;
+            assert_no_phone(path, &resp.text().await.unwrap());
+        }
+    }
+    // The state has them: a token shows them.
+    assert!(matches(&svc).await.to_string().contains(PHONE_FORMS[0]));
+    let log = String::from_utf8(LOG.lock().unwrap().clone()).unwrap();
+    assert!(
+        log.contains("rejected input"),
+        "the log was captured: {log}"
+    );
+    // No code path above logs a value; should one ever, the writer masks every form.
+    tracing::warn!(note = %PHONE_FORMS.join(" | "), "a line that forgot the rules");
+    let log = String::from_utf8(LOG.lock().unwrap().clone()).unwrap();
+    assert!(log.contains("a line that forgot the rules"), "{log}");
+    assert_no_phone("the log", &log);
+}
+
+fn assert_no_phone(what: &str, text: &str) {
+    for phone in PHONE_FORMS {
+        assert!(!text.contains(phone), "{what}: {phone} in {text}");
+    }
+    assert!(!text.contains("701234567"), "{what}: {text}");
+}
