@@ -27,6 +27,7 @@ pub mod server;
 pub mod sinks;
 pub mod status_page;
 pub mod store;
+pub mod view;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -54,20 +55,18 @@ pub enum IngestError {
     Fatal(String),
 }
 
-/// Opens the state and builds the engine (no sinks).
+/// Opens the state and builds the engine. It knows no sink: every sink, of this process or a
+/// later one, reconciles what it commits.
 pub fn open_engine(opts: &StateOpts) -> anyhow::Result<Engine> {
-    open_engine_with(opts, engine::SinkFlags::default())
-}
-
-/// Opens the state and builds the engine, writing outbox work for the sinks in `flags`.
-pub fn open_engine_with(opts: &StateOpts, flags: engine::SinkFlags) -> anyhow::Result<Engine> {
     use anyhow::Context;
     let store = Store::open_dir(&opts.data_dir)
         .with_context(|| format!("opening the state in {}", opts.data_dir.display()))?;
-    let mut settings = engine_settings(opts);
-    settings.sinks = flags;
-    Ok(Engine::new(store, settings)?)
+    Ok(Engine::new(store, engine_settings(opts))?)
 }
+
+/// How often a running service looks for another process's commit (the CLI's `sync FILE`,
+/// `held apply`, `purge`): one `PRAGMA data_version` on a blocking thread.
+pub const REFRESH_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// The sinks the configuration asks for.
 pub fn sink_kinds(opts: &ServeOpts) -> anyhow::Result<Vec<sinks::SinkKind>> {
@@ -118,7 +117,6 @@ pub fn engine_settings(opts: &StateOpts) -> EngineSettings {
         match_duration: Duration::minutes(i64::from(opts.match_duration_minutes)),
         reminder_minutes: (opts.reminder_minutes > 0).then_some(opts.reminder_minutes),
         calendar_name: opts.calendar_name.clone(),
-        sinks: engine::SinkFlags::default(),
         hold: held::HoldPolicy {
             withdraw_share: opts.hold_withdraw_share.clamp(0.0, 1.0),
             min_withdrawals: opts.hold_min_withdrawals,
@@ -178,6 +176,27 @@ fn log_applied(applied: &Applied, origin: &str) {
     }
 }
 
+/// Publishes the commits of other processes (the CLI next to the service) as they appear, so
+/// the feed, the status page and every sink follow them.
+async fn follow_other_writers(engine: Arc<Engine>, shutdown: CancellationToken) {
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(REFRESH_POLL) => {}
+        }
+        let e = engine.clone();
+        match tokio::task::spawn_blocking(move || e.refresh()).await {
+            Ok(Ok(())) => failing = false,
+            Ok(Err(e)) if !failing => {
+                failing = true;
+                tracing::error!(error = %e, "could not look for changes other processes made to the state");
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Runs the service until `shutdown` is cancelled.
 pub async fn run(
     opts: ServeOpts,
@@ -186,20 +205,21 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let kinds = sink_kinds(&opts)?;
     let state_opts = opts.state.clone();
-    let flags = engine::SinkFlags {
-        caldav: kinds.iter().any(|k| k.name() == sinks::CALDAV),
-        carddav: kinds.iter().any(|k| k.name() == sinks::CARDDAV),
-        forward: kinds.iter().any(|k| k.name() == sinks::FORWARD),
-        google_calendar: kinds.iter().any(|k| k.name() == sinks::GOOGLE_CALENDAR),
-        google_contacts: kinds.iter().any(|k| k.name() == sinks::GOOGLE_CONTACTS),
-    };
-    let engine =
-        tokio::task::spawn_blocking(move || open_engine_with(&state_opts, flags)).await??;
+    let (engine, ledger) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let engine = open_engine(&state_opts)?;
+        checkpoint::tune(&engine);
+        // The sinks' ledgers have a connection of their own: their writes never wait for the
+        // engine's lock, and the engine's never for theirs.
+        let ledger = Store::open_dir(&state_opts.data_dir)?;
+        Ok((engine, ledger))
+    })
+    .await??;
     let engine = Arc::new(engine);
-    checkpoint::tune(&engine);
     let tracker = tokio_util::task::TaskTracker::new();
     let sinks_shutdown = shutdown.child_token();
-    let sinks = sinks::Sinks::start(kinds, &engine, &tracker, &sinks_shutdown);
+    let context = sinks::SinkContext::new(engine.watch(), ledger);
+    let sinks = sinks::Sinks::start(kinds, &context, &tracker, &sinks_shutdown);
+    tracker.spawn(follow_other_writers(engine.clone(), sinks_shutdown.clone()));
     let metrics = Arc::new(metrics::Metrics::default());
     let sub_config = opts.redis.subscriber_config()?;
     if sub_config.enabled {

@@ -44,7 +44,7 @@ impl Store {
             report.held = tx.execute("DELETE FROM held", [])?;
             report.log_lines = tx.execute("DELETE FROM sync_log", [])?;
             tx.execute_batch(
-                "DELETE FROM processed_messages; DELETE FROM outbox;
+                "DELETE FROM processed_messages; DELETE FROM outbox; DELETE FROM sink_failures;
                  DELETE FROM sink_items; DELETE FROM sink_state;",
             )?;
         } else {
@@ -58,6 +58,14 @@ impl Store {
                 report.quarantined = tx.execute("DELETE FROM quarantine", [])?;
                 report.held = tx.execute("DELETE FROM held", [])?;
             }
+        }
+        if opts.everything || opts.inputs {
+            // The last applied list (the forward sink's body) is a raw input too.
+            tx.execute("DELETE FROM meta WHERE key = 'last_list'", [])?;
+        }
+        if report.matches > 0 {
+            // Every reader (a running service, its sinks) sees that the state moved on.
+            crate::store::bump_state_version(&tx)?;
         }
         tx.commit()?;
         // Freed pages would still hold the bytes: rewrite the file without them, then empty the

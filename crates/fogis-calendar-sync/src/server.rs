@@ -156,10 +156,11 @@ pub(crate) fn may_see_personal_data(
 /// Liveness and a summary. Always 200 while the service runs: Redis being away degrades the
 /// service to HTTP only, it does not make it unhealthy.
 async fn health(State(state): State<AppState>) -> Json<Value> {
-    let engine = state.engine.clone();
-    let matches = engine.matches();
+    // The view: no lock, no SQL, so this answers while another process holds the write lock.
+    let view = state.engine.view();
+    let matches = &view.matches;
     let in_feed = matches.iter().filter(|m| m.presence.in_feed()).count();
-    let held = engine.pending_holds();
+    let held = view.pending_holds;
     let mut attention = Vec::new();
     if held > 0 {
         attention.push(format!(
@@ -199,7 +200,7 @@ async fn health(State(state): State<AppState>) -> Json<Value> {
 fn sink_summary(state: &AppState) -> Value {
     state
         .sinks
-        .snapshot(&state.engine)
+        .snapshot()
         .iter()
         .map(|s| {
             let health = if let Some(what) = &s.reauthorize {
@@ -225,12 +226,7 @@ fn sink_summary(state: &AppState) -> Value {
 }
 
 async fn sinks(State(state): State<AppState>) -> Json<Value> {
-    let engine = state.engine.clone();
-    let cells = state.sinks.clone();
-    let list = tokio::task::spawn_blocking(move || cells.snapshot(&engine))
-        .await
-        .unwrap_or_default();
-    Json(json!({"success": true, "sinks": list}))
+    Json(json!({"success": true, "sinks": state.sinks.snapshot()}))
 }
 
 /// The phonebook as vCards: the same cards the CardDAV sink writes.
