@@ -222,8 +222,10 @@ pub fn plan_cards(
     })
 }
 
-/// A hash of a vCard's content lines, unfolded, without line endings, in sorted order: the
-/// same for a card a server stored with other line endings, folding or property order.
+/// A hash of a vCard's content lines, unfolded, without line endings, in sorted order, and
+/// without `REV` (when our state last changed, not what the card says): the same for a card a
+/// server stored with other line endings, folding or property order (Radicale sorts them),
+/// or one an earlier install wrote from the same data.
 pub fn lines_hash(body: &str) -> String {
     let mut lines: Vec<String> = Vec::new();
     for raw in body.split('\n') {
@@ -237,6 +239,7 @@ pub fn lines_hash(body: &str) -> String {
             _ => lines.push(line.to_string()),
         }
     }
+    lines.retain(|l| !l.to_ascii_uppercase().starts_with("REV:"));
     lines.sort();
     hex(&Sha256::digest(lines.join("\n").as_bytes()))
 }
@@ -272,6 +275,8 @@ mod tests {
         let b = "BEGIN:VCARD\nFN:Anna\n  Berg\nVERSION:4.0\nTEL:+4670\nEND:VCARD\n";
         assert_eq!(lines_hash(a), lines_hash(b));
         assert_ne!(lines_hash(a), lines_hash(&a.replace("+4670", "+4671")));
+        let stamped = a.replace("FN:", "REV:20261203T143354Z\r\nFN:");
+        assert_eq!(lines_hash(a), lines_hash(&stamped), "REV is not content");
     }
 
     #[test]
