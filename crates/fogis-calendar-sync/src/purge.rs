@@ -20,7 +20,7 @@ pub struct PurgeOptions {
     pub matches_before: Option<DateTime<Utc>>,
     /// The quarantine and held lists (raw inputs with personal data).
     pub inputs: bool,
-    /// Everything: matches, raw inputs, logs, outbox, sink bookkeeping.
+    /// Everything: matches, raw inputs, logs, the last list, sink ledgers.
     pub everything: bool,
 }
 
