@@ -243,8 +243,12 @@ impl Engine {
                     inner.generation += 1;
                 }
             }
-            // A held list, or the holds a list resolved, change what the view shows too.
-            inner.pending_holds = inner.store.pending_holds()?;
+            // A held list, or the holds a list resolved, change what the view shows too. The
+            // list is committed: a failure to count them must not report it as failed.
+            match inner.store.pending_holds() {
+                Ok(n) => inner.pending_holds = n,
+                Err(e) => tracing::error!(error = %e, "could not count the held lists"),
+            }
             self.publish(&inner);
         }
         Ok(applied)

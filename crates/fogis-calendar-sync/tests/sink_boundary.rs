@@ -352,3 +352,36 @@ async fn health_answers_while_another_process_holds_the_write_lock() {
     let _ = sync.await;
     svc.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_configured_later_writes_what_the_state_already_holds() {
+    let r = Radicale::start();
+    // The lists arrive while no sink is configured.
+    let svc = Service::start().await;
+    svc.post(
+        "/sync",
+        serde_json::to_vec(&future_snapshot(&[10, 20, 30], "before")).unwrap(),
+    )
+    .await;
+    let dir = svc.stop().await;
+    let (cal_url, book_url) = (r.collection_url("calendar"), r.collection_url("contacts"));
+    let svc = Service::start_in(dir, |o| {
+        o.sinks.caldav_url = Some(cal_url.clone());
+        o.sinks.caldav_username = Some("user".into());
+        o.sinks.caldav_password = secret("pass");
+        o.sinks.carddav_url = Some(book_url.clone());
+        o.sinks.carddav_username = Some("user".into());
+        o.sinks.carddav_password = secret("pass");
+        o.sinks.user_referee_number = Some("61318".into());
+    })
+    .await;
+    wait_sinks_idle(&svc).await;
+    assert_eq!(dav(&cal_url).list().await.unwrap().len(), 3);
+    let cards = svc.get_text("/contacts.vcf").await;
+    assert_eq!(
+        dav(&book_url).list().await.unwrap().len(),
+        cards.matches("BEGIN:VCARD").count()
+    );
+    assert!(cards.contains("BEGIN:VCARD"), "{cards}");
+    svc.stop().await;
+}

@@ -207,7 +207,10 @@ pub fn plan_cards(
     has_list: bool,
     waiting: &BTreeSet<String>,
 ) -> plan::Plan {
-    let known = known_of(items, |i| !i.hash.starts_with(ADOPTED));
+    // An empty hash: adopted by a version before the card's lines were read; not ours either.
+    let known = known_of(items, |i| {
+        !i.hash.is_empty() && !i.hash.starts_with(ADOPTED)
+    });
     // Every card the ledger knows and the phonebook no longer holds must go.
     let gone: BTreeSet<String> = items
         .keys()
@@ -290,10 +293,12 @@ mod tests {
                 format!("{ADOPTED}{}", lines_hash(&stored)),
             ),
             item("fogis-referee-2", format!("{ADOPTED}whatever")),
+            item("fogis-referee-3", String::new()),
         ]
         .into();
         let p = plan_cards(&wanted, &items, true, &BTreeSet::new());
-        // Card 2 was found, not written by us, and the phonebook no longer holds it: kept.
+        // Cards 2 and 3 were found, not written by us, and the phonebook no longer holds them:
+        // kept.
         assert_eq!(p.steps, vec![Step::Own("fogis-referee-1".into())]);
     }
 
