@@ -285,3 +285,85 @@ enum Wait {
     /// Up to date: wait for a new view, or this long (an item's backoff, the refresh).
     ForChange(Duration),
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    fn context(dir: &std::path::Path) -> SinkContext {
+        let settings = crate::engine::EngineSettings {
+            timezone: chrono_tz::Europe::Stockholm,
+            match_duration: chrono::Duration::minutes(90),
+            reminder_minutes: None,
+            calendar_name: "test".into(),
+            hold: crate::held::HoldPolicy {
+                withdraw_share: 0.5,
+                min_withdrawals: 3,
+            },
+            max_matches: 100,
+        };
+        let view = StateView::new(0, 1, vec![], 0, Arc::new(settings));
+        let (_, watch) = tokio::sync::watch::channel(Arc::new(view));
+        SinkContext::new(watch, Store::open_dir(dir).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_refused_item_waits_for_its_own_backoff_and_success_forgets_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = context(dir.path());
+        let status = StatusCell::default();
+        let mut pass = Pass {
+            ctx: &ctx,
+            name: "caldav",
+            status: &status,
+            failures: BTreeMap::new(),
+            report: PassReport::default(),
+        };
+        let step = Step::Put("7".into());
+        let refused = Err(SinkError::Refused("400 bad event".into()));
+        let before = Utc::now();
+        pass.done(&step, refused).await.unwrap();
+        let other = Step::Put("8".into());
+        pass.done(&other, Ok(())).await.unwrap();
+        let failures = ctx.ledger(|s| s.sink_failures("caldav")).await.unwrap();
+        assert_eq!(failures.len(), 1);
+        assert_eq!((failures[0].key.as_str(), failures[0].attempts), ("7", 1));
+        assert!(failures[0].due > before, "tried again only after a backoff");
+        assert_eq!(failures[0].last_error, "400 bad event");
+        let report = pass.finish();
+        let due = report.next_due.map(|t| t.timestamp_millis());
+        assert_eq!(
+            (report.done, due),
+            (1, Some(failures[0].due.timestamp_millis()))
+        );
+
+        // The next pass: it fails again (its backoff doubles), then succeeds and is forgotten.
+        let mut pass = Pass {
+            ctx: &ctx,
+            name: "caldav",
+            status: &status,
+            failures: failures.into_iter().map(|f| (f.key.clone(), f)).collect(),
+            report: PassReport::default(),
+        };
+        let refused = Err(SinkError::Refused("400 bad event".into()));
+        pass.done(&step, refused).await.unwrap();
+        let again = ctx.ledger(|s| s.sink_failures("caldav")).await.unwrap();
+        assert_eq!(again[0].attempts, 2);
+        pass.done(&step, Ok(())).await.unwrap();
+        assert!(ctx
+            .ledger(|s| s.sink_failures("caldav"))
+            .await
+            .unwrap()
+            .is_empty());
+        // An outage is not per item: it ends the pass and records nothing.
+        let away = Err(SinkError::Remote("503".into()));
+        assert!(pass.done(&step, away).await.is_err());
+        assert!(ctx
+            .ledger(|s| s.sink_failures("caldav"))
+            .await
+            .unwrap()
+            .is_empty());
+    }
+}
