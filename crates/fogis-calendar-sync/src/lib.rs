@@ -6,6 +6,11 @@
 //! duplicates, replays and reordering change nothing. The state is served as an iCalendar feed
 //! ([`ics`]) and over a small HTTP API ([`server`]).
 //!
+//! The engine knows no sink: each commit bumps a persistent state version and publishes an
+//! immutable [`view::StateView`], which HTTP handlers and sinks read without a lock or SQL.
+//! Each sink ([`sinks`]) reconciles that view against its own ledger ([`outbox`]): a pure
+//! [`sinks::plan::plan`], then the writes, so a commit from any process reaches every sink.
+//!
 //! The service is a library: [`run`] takes its configuration, a bound listener and a shutdown
 //! token, so tests start it on port 0 and stop it explicitly.
 
