@@ -385,3 +385,44 @@ async fn a_sink_configured_later_writes_what_the_state_already_holds() {
     assert!(cards.contains("BEGIN:VCARD"), "{cards}");
     svc.stop().await;
 }
+
+#[test]
+fn every_change_bumps_the_state_version_whichever_process_makes_it() {
+    use fogis_calendar_sync::{apply_bytes, open_engine};
+    let dir = tempfile::tempdir().unwrap();
+    let opts = state_opts(dir.path());
+    // The service's engine and the CLI's, on the same file.
+    let (service, cli) = (open_engine(&opts).unwrap(), open_engine(&opts).unwrap());
+    let list = |days: &[i64], id: &str| serde_json::to_vec(&future_snapshot(days, id)).unwrap();
+    assert_eq!(service.view().version, 0, "no list was ever applied");
+    let watch = service.watch();
+
+    apply_bytes(&cli, &list(&[5, 6], "one"), "cli").unwrap();
+    service.refresh().unwrap();
+    assert!(watch.has_changed().unwrap(), "readers are woken");
+    let view = service.view();
+    assert_eq!((view.version, view.matches.len()), (1, 2));
+
+    // A duplicate, and the same list under a new id, change nothing: no new version.
+    apply_bytes(&cli, &list(&[5, 6], "one"), "cli").unwrap();
+    apply_bytes(&cli, &list(&[5, 6], "one-again"), "cli").unwrap();
+    service.refresh().unwrap();
+    assert_eq!(service.view().version, 1);
+
+    // The service's own commit, seen by the CLI's engine.
+    apply_bytes(&service, &list(&[5, 6, 7], "two"), "http").unwrap();
+    assert_eq!(service.view().version, 2);
+    cli.refresh().unwrap();
+    let view = cli.view();
+    assert_eq!((view.version, view.matches.len()), (2, 3));
+
+    // A purge is a change too.
+    let purge = fogis_calendar_sync::purge::PurgeOptions {
+        matches_before: Some(chrono::Utc::now() + chrono::Duration::days(365)),
+        ..Default::default()
+    };
+    cli.with_store(|s| s.purge(purge)).unwrap();
+    service.refresh().unwrap();
+    let view = service.view();
+    assert_eq!((view.version, view.matches.len()), (3, 0));
+}
