@@ -2,7 +2,14 @@
 //!
 //! [`Engine`] owns the [`Store`] and an in-memory mirror of the stored matches (the planner's
 //! input), behind one lock: two snapshots never interleave, whether they come from HTTP, Redis
-//! or the CLI. Its methods block (SQLite); async callers run them with `spawn_blocking`.
+//! or the CLI. Its methods that take `&self` and touch the store block (SQLite); async callers
+//! run them with `spawn_blocking`.
+//!
+//! A commit records that the state changed (the persistent state version, see
+//! [`Store::state_version`]) and nothing about who consumes it: sinks reconcile the state
+//! against their own ledgers ([`crate::sinks`]). After each commit, and when [`Engine::refresh`]
+//! notices another process's commit, the engine publishes a new [`StateView`], which readers
+//! take without a lock or SQL ([`Engine::view`], [`Engine::watch`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,11 +20,10 @@ use fogis_pubsub::Snapshot;
 use serde::Serialize;
 
 use crate::held::Resolution;
-use crate::ics::{self, FeedEvent, FeedOptions};
-use crate::outbox::NewWork;
-use crate::reconcile::{self, Action, Counts, Plan, Presence, StoredMatch};
-use crate::sinks;
+use crate::ics::{FeedEvent, FeedOptions};
+use crate::reconcile::{self, Counts, Plan, Presence, StoredMatch};
 use crate::store::{CommitExtra, LogEntry, QuarantineEntry, Store, StoreError};
+use crate::view::{StateView, ViewWatch};
 
 /// How the engine places and shows events.
 #[derive(Debug, Clone)]
@@ -27,24 +33,12 @@ pub struct EngineSettings {
     /// `None`: no reminder.
     pub reminder_minutes: Option<u32>,
     pub calendar_name: String,
-    /// Which sinks get outbox work.
-    pub sinks: SinkFlags,
     /// The guard against emptying the calendar.
     pub hold: crate::held::HoldPolicy,
     /// Largest list accepted.
     pub max_matches: usize,
     /// `EVENT_TITLE`.
     pub title: crate::title::TitleTemplate,
-}
-
-/// The sinks that are configured: their work is written to the outbox with each change.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SinkFlags {
-    pub caldav: bool,
-    pub carddav: bool,
-    pub forward: bool,
-    pub google_calendar: bool,
-    pub google_contacts: bool,
 }
 
 /// What became of one snapshot that was not refused: decided once, in
@@ -123,6 +117,8 @@ pub struct ApplyMode {
 
 /// The `meta` key of the envelope timestamp of the list applied last.
 const LAST_APPLIED_TIMESTAMP: &str = "last_redis_timestamp";
+/// The `meta` key of the last list that changed the state, as received (see [`last_list`]).
+pub const LAST_LIST: &str = "last_list";
 
 /// Why a snapshot was not applied.
 #[derive(Debug, thiserror::Error)]
@@ -142,21 +138,22 @@ pub enum ApplyError {
 struct Inner {
     store: Store,
     state: HashMap<i64, StoredMatch>,
-    /// `data_version` when `state` was last known equal to the file.
+    /// `data_version` when the file was last looked at for other processes' commits.
     data_version: i64,
-    /// Outbox work was written in the transaction in progress.
-    outbox_written: bool,
+    /// The state version `state` equals.
+    state_version: i64,
+    /// Pending holds when the view was last published.
+    pending_holds: u64,
+    /// Bumped whenever the mirror changes (the feed's ETag); local to this process.
+    generation: u64,
 }
 
 /// The single writer of the state.
 pub struct Engine {
     inner: Mutex<Inner>,
-    settings: EngineSettings,
-    /// Bumped on every committed change; the feed cache is keyed by it.
-    generation: AtomicU64,
-    feed_cache: Mutex<Option<(u64, Arc<String>)>>,
-    /// Bumped whenever outbox work is committed; sink workers wait on it.
-    outbox_signal: tokio::sync::watch::Sender<u64>,
+    settings: Arc<EngineSettings>,
+    /// The current view of the state; replaced after each commit.
+    view: tokio::sync::watch::Sender<Arc<StateView>>,
     /// Lists applied from sources other than the pull (under the lock, after their commit).
     live_applied: AtomicU64,
 }
@@ -165,7 +162,7 @@ impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
             .field("settings", &self.settings)
-            .field("generation", &self.generation)
+            .field("version", &self.view.borrow().version)
             .finish_non_exhaustive()
     }
 }
@@ -174,19 +171,46 @@ impl Engine {
     pub fn new(store: Store, settings: EngineSettings) -> Result<Engine, StoreError> {
         let state = store.load_matches()?;
         let data_version = store.data_version()?;
+        let state_version = store.state_version()?;
+        let pending_holds = store.pending_holds()?;
+        let settings = Arc::new(settings);
+        let inner = Inner {
+            store,
+            state,
+            data_version,
+            state_version,
+            pending_holds,
+            generation: 1,
+        };
+        let view = tokio::sync::watch::Sender::new(view_of(&inner, &settings));
         Ok(Engine {
-            inner: Mutex::new(Inner {
-                store,
-                state,
-                data_version,
-                outbox_written: false,
-            }),
+            inner: Mutex::new(inner),
             settings,
-            generation: AtomicU64::new(1),
-            feed_cache: Mutex::new(None),
-            outbox_signal: tokio::sync::watch::Sender::new(0),
+            view,
             live_applied: AtomicU64::new(0),
         })
+    }
+
+    /// The current view of the state: no lock held, no SQL.
+    pub fn view(&self) -> Arc<StateView> {
+        self.view.borrow().clone()
+    }
+
+    /// The current view, and a wake-up whenever it is replaced.
+    pub fn watch(&self) -> ViewWatch {
+        self.view.subscribe()
+    }
+
+    /// Publishes the view of `inner` (after a commit, or another process's commit was seen).
+    fn publish(&self, inner: &Inner) {
+        self.view.send_replace(view_of(inner, &self.settings));
+    }
+
+    /// Looks for another process's commit (the CLI next to a running service) and publishes
+    /// the state it made. Blocking (SQLite): the service polls it on a blocking thread.
+    pub fn refresh(&self) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        self.reload_if_changed(&mut inner)
     }
 
     pub fn settings(&self) -> &EngineSettings {
@@ -249,22 +273,28 @@ impl Engine {
         inner.store.begin(!mode.dry_run)?;
         let result = self.apply_in_transaction(&mut inner, snapshot, origin, mode, now);
         let keep = result.is_ok() && !mode.dry_run;
-        let ended = inner.store.end(keep);
-        let outbox_written = std::mem::take(&mut inner.outbox_written);
-        ended?;
+        inner.store.end(keep)?;
         let applied = result?;
-        if keep && outbox_written {
-            self.outbox_signal.send_modify(|g| *g += 1);
-        }
-        // The mirror follows the file only once the transaction is committed.
-        if keep && applied.outcome == Outcome::Applied {
-            let writes: Vec<&StoredMatch> = applied.plan.writes().collect();
-            if !writes.is_empty() {
-                for next in writes {
-                    inner.state.insert(next.record.match_id, next.clone());
+        // The mirror and the view follow the file only once the transaction is committed.
+        if keep && applied.outcome != Outcome::Duplicate {
+            if applied.outcome == Outcome::Applied {
+                let writes: Vec<&StoredMatch> = applied.plan.writes().collect();
+                if !writes.is_empty() {
+                    for next in writes {
+                        inner.state.insert(next.record.match_id, next.clone());
+                    }
+                    // The commit bumped it (Store::commit), under the lock taken above.
+                    inner.state_version += 1;
+                    inner.generation += 1;
                 }
-                self.generation.fetch_add(1, Ordering::Release);
             }
+            // A held list, or the holds a list resolved, change what the view shows too. The
+            // list is committed: a failure to count them must not report it as failed.
+            match inner.store.pending_holds() {
+                Ok(n) => inner.pending_holds = n,
+                Err(e) => tracing::error!(error = %e, "could not count the held lists"),
+            }
+            self.publish(&inner);
         }
         // Still under the lock: a pull applying after this sees it.
         if keep && applied.outcome == Outcome::Applied && origin != crate::held::PULL_ORIGIN {
@@ -412,20 +442,22 @@ impl Engine {
                 counts: Some(applied.counts),
                 detail: (!applied.rejections.is_empty()).then(|| applied.rejections.join("; ")),
             };
-            let work = self.outbox_work(&plan, snapshot);
-            // The list's timestamp and the holds it resolves go in the same transaction.
+            // The list's timestamp, the list that changed the state and the holds it resolves
+            // go in the same transaction.
+            let mut meta: Vec<(&str, String)> = sent_at
+                .map(|sent| (LAST_APPLIED_TIMESTAMP, sent.to_rfc3339()))
+                .into_iter()
+                .collect();
+            if !writes.is_empty() {
+                meta.push((LAST_LIST, last_list(snapshot).to_string()));
+            }
             let extra = CommitExtra {
-                meta: sent_at
-                    .map(|sent| (LAST_APPLIED_TIMESTAMP, sent.to_rfc3339()))
-                    .into_iter()
-                    .collect(),
+                meta,
                 resolve_holds: Some(resolution),
             };
             inner
                 .store
-                .commit(&writes, &raw, message_id.as_deref(), &log, &work, &extra)?;
-            // The sink workers are told once the transaction is committed.
-            inner.outbox_written |= !work.is_empty();
+                .commit(&writes, &raw, message_id.as_deref(), &log, &extra)?;
         }
         applied.plan = plan;
         Ok(applied)
@@ -495,7 +527,11 @@ impl Engine {
 
     /// Drops a held list.
     pub fn discard_held(&self, id: i64) -> Result<bool, StoreError> {
-        self.lock().store.resolve_hold(id, "discarded", "operator")
+        let mut inner = self.lock();
+        let done = inner.store.resolve_hold(id, "discarded", "operator")?;
+        inner.pending_holds = inner.store.pending_holds()?;
+        self.publish(&inner);
+        Ok(done)
     }
 
     /// The newest holds, pending first.
@@ -503,8 +539,9 @@ impl Engine {
         self.lock().store.holds(50)
     }
 
+    /// Pending holds, as the current view shows them.
     pub fn pending_holds(&self) -> u64 {
-        self.lock().store.pending_holds().unwrap_or(0)
+        self.view.borrow().pending_holds
     }
 
     /// The lock, with the mirror reloaded when another process (the CLI) wrote to the file.
@@ -514,72 +551,28 @@ impl Engine {
         Ok(inner)
     }
 
-    /// Reloads the mirror when another connection (the CLI) committed to the file since it was
-    /// last known equal. The engine's own commits do not change `data_version`.
+    /// Reloads the mirror when another connection (the CLI) committed a change to the file
+    /// since it was last looked at, and publishes the view. The engine's own commits do not
+    /// change `data_version`; the sinks' ledger writes do, but leave the state version alone.
     fn reload_if_changed(&self, inner: &mut Inner) -> Result<(), StoreError> {
         let version = inner.store.data_version()?;
-        if version != inner.data_version {
+        if version == inner.data_version {
+            return Ok(());
+        }
+        inner.data_version = version;
+        let state_version = inner.store.state_version()?;
+        let pending_holds = inner.store.pending_holds()?;
+        let moved = state_version != inner.state_version;
+        if moved {
             inner.state = inner.store.load_matches()?;
-            inner.data_version = version;
-            self.generation.fetch_add(1, Ordering::Release);
+            inner.state_version = state_version;
+            inner.generation += 1;
+        }
+        if moved || pending_holds != inner.pending_holds {
+            inner.pending_holds = pending_holds;
+            self.publish(inner);
         }
         Ok(())
-    }
-
-    /// The sink work a plan causes: events that changed, the phonebook, the forwarded list.
-    fn outbox_work(&self, plan: &Plan, snapshot: &Snapshot) -> Vec<NewWork> {
-        let flags = self.settings.sinks;
-        let changed: Vec<i64> = plan
-            .changes
-            .iter()
-            .filter(|c| {
-                matches!(
-                    c.action,
-                    Action::Create | Action::Update | Action::Cancel | Action::Withdraw
-                )
-            })
-            .filter_map(|c| c.match_id)
-            .collect();
-        let mut work = Vec::new();
-        if changed.is_empty() {
-            return work;
-        }
-        if flags.caldav {
-            work.extend(changed.iter().map(|id| NewWork {
-                sink: sinks::CALDAV,
-                key: id.to_string(),
-                payload: None,
-            }));
-        }
-        if flags.google_calendar {
-            work.extend(changed.iter().map(|id| NewWork {
-                sink: sinks::GOOGLE_CALENDAR,
-                key: id.to_string(),
-                payload: None,
-            }));
-        }
-        if flags.carddav {
-            work.push(NewWork {
-                sink: sinks::CARDDAV,
-                key: sinks::PHONEBOOK_KEY.into(),
-                payload: None,
-            });
-        }
-        if flags.google_contacts {
-            work.push(NewWork {
-                sink: sinks::GOOGLE_CONTACTS,
-                key: sinks::PHONEBOOK_KEY.into(),
-                payload: None,
-            });
-        }
-        if flags.forward {
-            work.push(NewWork {
-                sink: sinks::FORWARD,
-                key: sinks::SNAPSHOT_KEY.into(),
-                payload: Some(sinks::forward::payload(snapshot).to_string()),
-            });
-        }
-        work
     }
 
     /// Runs `f` on the store under the engine's lock (blocking).
@@ -587,19 +580,9 @@ impl Engine {
         f(&mut self.lock().store)
     }
 
-    /// Wakes whenever outbox work is committed.
-    pub fn outbox_signal(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.outbox_signal.subscribe()
-    }
-
-    /// Tells sink workers to look at the outbox (after work was enqueued outside a snapshot).
-    pub fn signal_outbox(&self) {
-        self.outbox_signal.send_modify(|g| *g += 1);
-    }
-
-    /// One stored match.
+    /// One stored match, as the current view shows it.
     pub fn stored(&self, match_id: i64) -> Option<StoredMatch> {
-        self.lock().state.get(&match_id).cloned()
+        self.view().get(match_id).cloned()
     }
 
     /// Keeps a rejected input for inspection. Never fails the caller: a failure is logged.
@@ -621,18 +604,10 @@ impl Engine {
         }
     }
 
-    /// All stored matches, sorted by kick-off.
+    /// All stored matches, sorted by kick-off, as the current view shows them (no lock, no
+    /// SQL: another process's commit shows once [`Engine::refresh`] saw it).
     pub fn matches(&self) -> Vec<StoredMatch> {
-        let inner = match self.fresh() {
-            Ok(inner) => inner,
-            Err(e) => {
-                tracing::error!(error = %e, "could not check the state file for outside changes");
-                self.lock()
-            }
-        };
-        let mut all: Vec<StoredMatch> = inner.state.values().cloned().collect();
-        all.sort_by_key(|m| (m.record.start, m.record.match_id));
-        all
+        self.view().matches.clone()
     }
 
     pub fn recent_log(&self, limit: usize) -> Result<Vec<LogEntry>, StoreError> {
@@ -645,60 +620,48 @@ impl Engine {
 
     /// A change counter: differs whenever the feed may differ.
     pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
+        self.view.borrow().generation
     }
 
     /// The events the feed shows.
     pub fn feed_events(&self) -> Vec<FeedEvent> {
-        self.matches()
-            .into_iter()
-            .filter(|m| m.presence.in_feed())
-            .map(|m| self.event(&m))
-            .collect()
+        self.view().feed_events()
     }
 
     /// The event of one stored match.
     pub fn event(&self, m: &StoredMatch) -> FeedEvent {
-        let r = &m.record;
-        FeedEvent {
-            match_id: r.match_id,
-            sequence: m.sequence,
-            start: r.start,
-            end: r.start + self.settings.match_duration,
-            summary: self.settings.title.render(r),
-            location: r.venue.clone(),
-            geo: r.coordinates,
-            description: r.description(),
-            url: Some(r.match_url()),
-            cancelled: r.cancelled,
-            created: m.created_at,
-            last_modified: m.changed_at,
-        }
+        self.view().event(m)
     }
 
     pub fn feed_options(&self) -> FeedOptions {
-        FeedOptions {
-            tz: self.settings.timezone,
-            reminder_minutes: self.settings.reminder_minutes,
-            calendar_name: self.settings.calendar_name.clone(),
-            dtstamp: Utc::now(),
-        }
+        self.view().feed_options()
     }
 
-    /// The whole iCalendar feed, rendered once per change.
+    /// The whole iCalendar feed, rendered once per view (CPU work: off the async threads).
     pub fn feed(&self) -> Arc<String> {
-        let generation = self.generation();
-        let mut cache = self.feed_cache.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((g, text)) = cache.as_ref() {
-            if *g == generation {
-                return text.clone();
-            }
-        }
-        let text = Arc::new(ics::render_calendar(
-            &self.feed_events(),
-            &self.feed_options(),
-        ));
-        *cache = Some((generation, text.clone()));
-        text
+        self.view().feed()
     }
+}
+
+fn view_of(inner: &Inner, settings: &Arc<EngineSettings>) -> Arc<StateView> {
+    Arc::new(StateView::new(
+        inner.state_version,
+        inner.generation,
+        inner.state.values().cloned().collect(),
+        inner.pending_holds,
+        settings.clone(),
+    ))
+}
+
+/// The last list that changed the state, as received: its accepted matches' raw JSON, its
+/// metadata and envelope. Part of the state (what the matches came from), kept whole because a
+/// consumer that repeats the list (the forward sink) needs it whole.
+pub fn last_list(snapshot: &Snapshot) -> serde_json::Value {
+    let matches: Vec<&serde_json::Value> = snapshot.matches.iter().map(|m| &m.raw).collect();
+    serde_json::json!({
+        "matches": matches,
+        "metadata": snapshot.metadata,
+        "message_id": snapshot.meta.message_id,
+        "timestamp": snapshot.meta.timestamp,
+    })
 }

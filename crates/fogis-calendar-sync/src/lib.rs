@@ -6,6 +6,11 @@
 //! duplicates, replays and reordering change nothing. The state is served as an iCalendar feed
 //! ([`ics`]) and over a small HTTP API ([`server`]).
 //!
+//! The engine knows no sink: each commit bumps a persistent state version and publishes an
+//! immutable [`view::StateView`], which HTTP handlers and sinks read without a lock or SQL.
+//! Each sink ([`sinks`]) reconciles that view against its own ledger ([`outbox`]): a pure
+//! [`sinks::plan::plan`], then the writes, so a commit from any process reaches every sink.
+//!
 //! The service is a library: [`run`] takes its configuration, a bound listener and a shutdown
 //! token, so tests start it on port 0 and stop it explicitly.
 
@@ -14,8 +19,8 @@ pub mod checkpoint;
 pub mod config;
 pub mod engine;
 pub mod feed_cache;
-pub mod group_owner;
 pub mod files;
+pub mod group_owner;
 pub mod held;
 pub mod http_server;
 pub mod ics;
@@ -37,6 +42,7 @@ pub mod status_page;
 pub mod store;
 pub mod title;
 pub mod trigger;
+pub mod view;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -64,20 +70,18 @@ pub enum IngestError {
     Fatal(String),
 }
 
-/// Opens the state and builds the engine (no sinks).
+/// Opens the state and builds the engine. It knows no sink: every sink, of this process or a
+/// later one, reconciles what it commits.
 pub fn open_engine(opts: &StateOpts) -> anyhow::Result<Engine> {
-    open_engine_with(opts, engine::SinkFlags::default())
-}
-
-/// Opens the state and builds the engine, writing outbox work for the sinks in `flags`.
-pub fn open_engine_with(opts: &StateOpts, flags: engine::SinkFlags) -> anyhow::Result<Engine> {
     use anyhow::Context;
     let store = Store::open_dir(&opts.data_dir)
         .with_context(|| format!("opening the state in {}", opts.data_dir.display()))?;
-    let mut settings = engine_settings(opts);
-    settings.sinks = flags;
-    Ok(Engine::new(store, settings)?)
+    Ok(Engine::new(store, engine_settings(opts))?)
 }
+
+/// How often a running service looks for another process's commit (the CLI's `sync FILE`,
+/// `held apply`, `purge`): one `PRAGMA data_version` on a blocking thread.
+pub const REFRESH_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// The sinks the configuration asks for.
 pub fn sink_kinds(opts: &ServeOpts) -> anyhow::Result<Vec<sinks::SinkKind>> {
@@ -140,7 +144,6 @@ pub fn engine_settings(opts: &StateOpts) -> EngineSettings {
         match_duration: Duration::minutes(i64::from(opts.match_duration_minutes)),
         reminder_minutes: (opts.reminder_minutes > 0).then_some(opts.reminder_minutes),
         calendar_name: opts.calendar_name.clone(),
-        sinks: engine::SinkFlags::default(),
         hold: held::HoldPolicy {
             withdraw_share: opts.hold_withdraw_share.clamp(0.0, 1.0),
             min_withdrawals: opts.hold_min_withdrawals,
@@ -202,6 +205,27 @@ fn log_applied(applied: &Applied, origin: &str) {
     }
 }
 
+/// Publishes the commits of other processes (the CLI next to the service) as they appear, so
+/// the feed, the status page and every sink follow them.
+async fn follow_other_writers(engine: Arc<Engine>, shutdown: CancellationToken) {
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(REFRESH_POLL) => {}
+        }
+        let e = engine.clone();
+        match tokio::task::spawn_blocking(move || e.refresh()).await {
+            Ok(Ok(())) => failing = false,
+            Ok(Err(e)) if !failing => {
+                failing = true;
+                tracing::error!(error = %e, "could not look for changes other processes made to the state");
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Runs the service until `shutdown` is cancelled.
 pub async fn run(
     opts: ServeOpts,
@@ -211,21 +235,18 @@ pub async fn run(
     let access = auth::policy(&opts, listener.local_addr()?)?;
     let kinds = sink_kinds(&opts)?;
     let state_opts = opts.state.clone();
-    let flags = engine::SinkFlags {
-        caldav: kinds.iter().any(|k| k.name() == sinks::CALDAV),
-        carddav: kinds.iter().any(|k| k.name() == sinks::CARDDAV),
-        forward: kinds.iter().any(|k| k.name() == sinks::FORWARD),
-        google_calendar: kinds.iter().any(|k| k.name() == sinks::GOOGLE_CALENDAR),
-        google_contacts: kinds.iter().any(|k| k.name() == sinks::GOOGLE_CONTACTS),
-    };
     // One `serve` per DATA_DIR, held until `run` returns.
-    let (_lock, engine) = tokio::task::spawn_blocking(move || {
+    let (_lock, engine, ledger) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let lock = files::ServeLock::acquire(&state_opts.data_dir)?;
-        anyhow::Ok((lock, open_engine_with(&state_opts, flags)?))
+        let engine = open_engine(&state_opts)?;
+        checkpoint::tune(&engine);
+        // The sinks' ledgers have a connection of their own: their writes never wait for the
+        // engine's lock, and the engine's never for theirs.
+        let ledger = Store::open_dir(&state_opts.data_dir)?;
+        Ok((lock, engine, ledger))
     })
     .await??;
     let engine = Arc::new(engine);
-    checkpoint::tune(&engine);
     // Before anything is started: a refusal leaves nothing running.
     let mut redis_opts = opts.redis.clone();
     if redis_opts.durable.stream().is_some() && redis_opts.enabled() {
@@ -241,7 +262,9 @@ pub async fn run(
     }
     let tracker = tokio_util::task::TaskTracker::new();
     let sinks_shutdown = shutdown.child_token();
-    let sinks = sinks::Sinks::start(kinds, &engine, &tracker, &sinks_shutdown);
+    let context = sinks::SinkContext::new(engine.watch(), ledger);
+    let sinks = sinks::Sinks::start(kinds, &context, &tracker, &sinks_shutdown);
+    tracker.spawn(follow_other_writers(engine.clone(), sinks_shutdown.clone()));
     if opts.archive_retention_days > 0 || opts.max_archived_matches > 0 {
         tracker.spawn(purge::retention_loop(
             opts.state.data_dir.clone(),

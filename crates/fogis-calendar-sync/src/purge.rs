@@ -22,7 +22,7 @@ pub struct PurgeOptions {
     pub matches_before: Option<DateTime<Utc>>,
     /// The quarantine and held lists (raw inputs with personal data).
     pub inputs: bool,
-    /// Everything: matches, raw inputs, logs, outbox, sink bookkeeping.
+    /// Everything: matches, raw inputs, logs, the last list, sink ledgers.
     pub everything: bool,
 }
 
@@ -116,7 +116,7 @@ impl Store {
             report.held = tx.execute("DELETE FROM held", [])?;
             report.log_lines = tx.execute("DELETE FROM sync_log", [])?;
             tx.execute_batch(
-                "DELETE FROM processed_messages; DELETE FROM outbox;
+                "DELETE FROM processed_messages; DELETE FROM outbox; DELETE FROM sink_failures;
                  DELETE FROM sink_items; DELETE FROM sink_state;",
             )?;
         } else {
@@ -130,6 +130,14 @@ impl Store {
                 report.quarantined = tx.execute("DELETE FROM quarantine", [])?;
                 report.held = tx.execute("DELETE FROM held", [])?;
             }
+        }
+        if opts.everything || opts.inputs {
+            // The last applied list (the forward sink's body) is a raw input too.
+            tx.execute("DELETE FROM meta WHERE key = 'last_list'", [])?;
+        }
+        if report.matches > 0 {
+            // Every reader (a running service, its sinks) sees that the state moved on.
+            crate::store::bump_state_version(&tx)?;
         }
         tx.commit()?;
         // Freed pages would still hold the bytes: rewrite the file without them, then empty the

@@ -184,15 +184,12 @@ pub(crate) fn may_see_personal_data(
 /// Liveness and a summary. Always 200 while the service runs: Redis being away degrades the
 /// service to HTTP only, it does not make it unhealthy.
 async fn health(State(state): State<AppState>) -> Json<Value> {
-    let engine = state.engine.clone();
-    // Off the async threads: the engine's lock can be held by an apply waiting for SQLite.
-    let (count, in_feed, held) = tokio::task::spawn_blocking(move || {
-        let matches = engine.matches();
-        let in_feed = matches.iter().filter(|m| m.presence.in_feed()).count();
-        (matches.len(), in_feed, engine.pending_holds())
-    })
-    .await
-    .unwrap_or_default();
+    // The view: no lock, no SQL, so this answers while another process holds the write lock.
+    let view = state.engine.view();
+    let matches = &view.matches;
+    let count = matches.len();
+    let in_feed = matches.iter().filter(|m| m.presence.in_feed()).count();
+    let held = view.pending_holds;
     let mut attention = Vec::new();
     if held > 0 {
         attention.push(format!(
@@ -252,7 +249,7 @@ async fn health(State(state): State<AppState>) -> Json<Value> {
 fn sink_summary(state: &AppState) -> Value {
     state
         .sinks
-        .snapshot(&state.engine)
+        .snapshot()
         .iter()
         .map(|s| {
             let health = if let Some(what) = &s.reauthorize {
@@ -280,19 +277,11 @@ fn sink_summary(state: &AppState) -> Value {
 }
 
 async fn sinks(State(state): State<AppState>) -> Json<Value> {
-    let engine = state.engine.clone();
-    let cells = state.sinks.clone();
-    let list = tokio::task::spawn_blocking(move || cells.snapshot(&engine))
-        .await
-        .unwrap_or_default();
-    Json(json!({"success": true, "sinks": list}))
+    Json(json!({"success": true, "sinks": state.sinks.snapshot()}))
 }
 
 /// The phonebook as vCards: the same cards the CardDAV sink writes.
-async fn contacts(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
+async fn contacts(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let (engine, feeds) = (state.engine.clone(), state.feeds.clone());
     let user = state.user_referee_number.clone();
     let validated = tokio::task::spawn_blocking(move || {

@@ -116,7 +116,7 @@ pub(crate) async fn page(
         let log = engine
             .recent_log(LAST_MESSAGES)
             .map_err(|e| format!("the sync log cannot be read: {e}"));
-        (engine.matches(), log, sinks.snapshot(&engine))
+        (engine.matches(), log, sinks.snapshot())
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?;

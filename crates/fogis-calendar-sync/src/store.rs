@@ -165,6 +165,14 @@ impl Store {
                  sink TEXT PRIMARY KEY,
                  seeded INTEGER NOT NULL DEFAULT 0
              );
+             CREATE TABLE IF NOT EXISTS sink_failures (
+                 sink TEXT NOT NULL,
+                 key TEXT NOT NULL,
+                 attempts INTEGER NOT NULL,
+                 due_at INTEGER NOT NULL,
+                 last_error TEXT NOT NULL,
+                 PRIMARY KEY (sink, key)
+             );
              CREATE TABLE IF NOT EXISTS quarantine (
                  id INTEGER PRIMARY KEY AUTOINCREMENT,
                  at TEXT NOT NULL,
@@ -192,7 +200,24 @@ impl Store {
             Some(v) if v > SCHEMA_VERSION => return Err(StoreError::TooNew(v)),
             Some(_) => {}
         }
+        // A file from before the state version: its matches count as one applied list.
+        self.conn.execute(
+            "INSERT OR IGNORE INTO meta (key, value)
+             SELECT 'state_version', CASE WHEN EXISTS (SELECT 1 FROM matches) THEN '1' ELSE '0' END",
+            [],
+        )?;
         Ok(())
+    }
+
+    /// The persistent state version: bumped in the transaction of every change to the stored
+    /// matches, by whichever process makes it. 0: no list was ever applied.
+    pub fn state_version(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'state_version'), 0)",
+            )?
+            .query_row([], |r| r.get(0))?)
     }
 
     /// A value of the `meta` table.
@@ -281,11 +306,12 @@ impl Store {
         raw: &HashMap<i64, &serde_json::Value>,
         message_id: Option<&str>,
         log: &LogEntry,
-        outbox: &[crate::outbox::NewWork],
         extra: &CommitExtra<'_>,
     ) -> Result<(), StoreError> {
         in_transaction(&mut self.conn, |tx| {
-            crate::outbox::enqueue(tx, outbox)?;
+            if !writes.is_empty() {
+                bump_state_version(tx)?;
+            }
             {
                 let mut upsert = tx.prepare_cached(
                     "INSERT INTO matches (match_id, record, hash, presence, sequence, start_utc,
@@ -498,6 +524,17 @@ fn set_meta(conn: &Connection, key: &str, value: &str) -> Result<(), StoreError>
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
     )?
     .execute(params![key, value])?;
+    Ok(())
+}
+
+/// Bumps the persistent state version: every transaction that changes the stored matches
+/// calls it, so every reader (this process or another) can tell the state moved on.
+pub(crate) fn bump_state_version(tx: &Connection) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO meta (key, value) VALUES ('state_version', '1')
+         ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)",
+    )?
+    .execute([])?;
     Ok(())
 }
 

@@ -27,7 +27,7 @@ fn commit_message(store: &mut Store, id: &str) {
     };
     let log = entry(Some(id.to_string()));
     store
-        .commit(&[], &HashMap::new(), Some(id), &log, &[], &extra)
+        .commit(&[], &HashMap::new(), Some(id), &log, &extra)
         .unwrap();
 }
 

@@ -226,11 +226,24 @@ async fn the_sync_trigger_passes_without_a_token_only_when_it_carries_nothing() 
             b"[]",
             b"null",
             b"{}{}",
-            b"{                                                                  }",
+            br#"{"delete": true, "matches": []}"#,
         ] {
             let resp = send(&svc, Method::POST, path, Cred::None, body.to_vec()).await;
             assert_eq!(resp.status(), 401, "POST {path} {body:?}");
         }
+        // Larger than a trigger can be: read as a list, so it needs the token.
+        let mut big = b"{\"username\": \"".to_vec();
+        big.extend(std::iter::repeat_n(
+            b'x',
+            fogis_pubsub::http::auth::TRIGGER_MAX_BYTES,
+        ));
+        big.extend(b"\"}");
+        let resp = send(&svc, Method::POST, path, Cred::None, big).await;
+        assert_eq!(
+            resp.status(),
+            401,
+            "POST {path}: a body over TRIGGER_MAX_BYTES"
+        );
     }
     assert_eq!(matches(&svc).await, before, "a trigger changed the state");
 }

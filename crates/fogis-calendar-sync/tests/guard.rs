@@ -308,16 +308,21 @@ async fn the_cli_next_to_a_running_service_and_the_held_commands() {
     let out = run(vec!["held".into(), "list".into()]).await.unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(text.contains("#1    pending"), "{text}");
-    // The running service sees the hold the CLI made...
-    assert_eq!(svc.get_json("/health").await["held_snapshots"], 1);
+    // The running service sees the hold the CLI made (it looks for other processes' commits
+    // every REFRESH_POLL, so within a second)...
+    let limit = std::time::Duration::from_secs(10);
+    svc.wait_json("/health", "the CLI's hold seen", limit, |h| {
+        h["held_snapshots"] == 1
+    })
+    .await;
     let out = run(vec!["held".into(), "apply".into(), "1".into()])
         .await
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    // ...and the state the CLI wrote: its mirror reloads when the file changed under it.
+    // ...and the state the CLI wrote: its view follows when the file changed under it.
+    svc.wait_json("/matches", "the CLI's held apply seen", limit, |m| {
+        m["matches"][0]["presence"] == "withdrawn"
+    })
+    .await;
     assert_eq!(events(&svc).await, 0);
-    assert_eq!(
-        svc.get_json("/matches").await["matches"][0]["presence"],
-        "withdrawn"
-    );
 }

@@ -54,9 +54,8 @@ impl Source {
             url.host_str().unwrap_or_default(),
             url.port().map(|p| format!(":{p}")).unwrap_or_default()
         );
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
+        // Like every outbound client: system roots and SSL_CERT_FILE, no redirects followed.
+        let client = crate::outbound::client(timeout)
             .build()
             .map_err(|e| format!("HTTP client: {e}"))?;
         Ok(Source {

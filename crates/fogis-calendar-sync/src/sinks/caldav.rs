@@ -4,18 +4,21 @@
 //! another name (written by an earlier install, or by hand) is adopted instead of duplicated.
 //! Creates use `If-None-Match: *`, updates `If-Match` with the stored ETag; a 412 means the
 //! resource changed or already exists, so its ETag is re-read and the write repeated (the state
-//! is the truth). Withdrawn matches are deleted with `If-Match` (an event someone edited since
-//! we wrote it is left in place); cancelled ones are written with `STATUS:CANCELLED`. A server
-//! that refuses one event (a 403 naming a precondition) fails that match alone.
+//! is the truth). Withdrawn matches are deleted, when this sink wrote their event, with
+//! `If-Match` (an event someone edited since we wrote it is left in place); cancelled ones are
+//! written with `STATUS:CANCELLED`. A server that refuses one event (a 403 naming a
+//! precondition) fails that match alone. Each pass plans with [`crate::sinks::plan`].
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::engine::Engine;
 use crate::ics;
-use crate::outbox::{NewWork, OutboxItem, SinkItem};
+use crate::outbox::SinkItem;
 use crate::sinks::dav::{DavClient, DavError};
-use crate::sinks::{blocking, write_over, SinkError, CALDAV};
+use crate::sinks::plan::{self, Step};
+use crate::sinks::{known_of, write_over, Planned, SinkContext, SinkError, CALDAV};
+use crate::view::StateView;
 
 const CONTENT_TYPE: &str = "text/calendar; charset=utf-8";
 
@@ -44,12 +47,14 @@ impl CalDavSink {
         self.client.collection_url().to_string()
     }
 
-    /// Creates the calendar when missing, adopts resources carrying our UIDs, and on the first
-    /// run queues every stored match.
-    pub async fn prepare(&self, engine: &Arc<Engine>) -> Result<(), SinkError> {
+    /// Creates the calendar when missing and adopts resources carrying our UIDs (recorded with
+    /// an empty hash: found, not written by us).
+    pub async fn prepare(&self, ctx: &SinkContext) -> Result<(), SinkError> {
         self.client.ensure_calendar(&self.display_name).await?;
-        let found = self.client.find_uids().await?;
-        let adopted: Vec<SinkItem> = found
+        let found: Vec<SinkItem> = self
+            .client
+            .find_uids()
+            .await?
             .into_iter()
             .filter_map(|r| {
                 let id = r.uid.as_deref().and_then(match_id_of_uid)?;
@@ -61,62 +66,102 @@ impl CalDavSink {
                 })
             })
             .collect();
-        let seed: Vec<NewWork> = engine
-            .matches()
-            .iter()
-            .map(|m| NewWork {
-                sink: CALDAV,
-                key: m.record.match_id.to_string(),
-                payload: None,
-            })
-            .collect();
-        blocking(engine, move |s| s.adopt_and_seed(CALDAV, &adopted, &seed)).await?;
-        Ok(())
+        ctx.ledger(move |s| {
+            for item in &found {
+                match s.sink_item(CALDAV, &item.key)? {
+                    // Still where we left it: our record (ETag, hash) stands.
+                    Some(mine) if mine.remote_name == item.remote_name => {}
+                    _ => s.put_sink_item(CALDAV, item)?,
+                }
+            }
+            Ok(())
+        })
+        .await
     }
 
-    /// Makes the resource of one match equal to the state.
-    pub async fn process(&self, engine: &Arc<Engine>, item: &OutboxItem) -> Result<(), SinkError> {
-        let Ok(match_id) = item.key.parse::<i64>() else {
-            return Ok(()); // not ours to understand: drop it
-        };
-        let key = item.key.clone();
-        let known = blocking(engine, move |s| s.sink_item(CALDAV, &key)).await?;
-        let name = known
-            .as_ref()
-            .map(|k| k.remote_name.clone())
-            .unwrap_or_else(|| resource_name(match_id));
-        let stored = engine.stored(match_id);
-        let Some(m) = stored.filter(|m| m.presence.in_feed()) else {
-            // Withdrawn (or unknown): the event leaves the calendar, only in the version we
-            // wrote (If-Match). Deleting what is not there is success (404/410).
-            let etag = known.as_ref().and_then(|k| k.etag.clone());
-            delete_ours(&self.client, &name, etag.as_deref()).await?;
-            let key = item.key.clone();
-            blocking(engine, move |s| s.delete_sink_item(CALDAV, &key)).await?;
-            return Ok(());
-        };
-        let hash = format!("{}:{}", m.hash, m.sequence);
-        if known.as_ref().is_some_and(|k| k.hash == hash) {
-            return Ok(());
-        }
-        let body = ics::render_single(&engine.event(&m), &engine.feed_options());
-        let etag = write_over(
-            &self.client,
-            &name,
-            body,
-            CONTENT_TYPE,
-            known.as_ref().map(|k| k.etag.clone()),
-        )
-        .await?;
-        let record = SinkItem {
-            key: item.key.clone(),
-            remote_name: name,
-            etag,
-            hash,
-        };
-        blocking(engine, move |s| s.put_sink_item(CALDAV, &record)).await?;
-        Ok(())
+    /// Plans a pass: every match in the feed wanted (by content hash and sequence), every
+    /// withdrawn one gone.
+    pub async fn plan(
+        &self,
+        ctx: &SinkContext,
+        view: &StateView,
+        waiting: &BTreeSet<String>,
+    ) -> Result<Planned<BTreeMap<String, SinkItem>>, SinkError> {
+        let items = ctx.items(CALDAV).await?;
+        let (wanted, gone) = wanted_of(view);
+        let known = known_of(&items, |i| !i.hash.is_empty());
+        let plan = plan::plan(&wanted, &gone, &known, view.has_list(), waiting, |w, k| {
+            *w == k.hash
+        });
+        Ok(Planned { plan, work: items })
     }
+
+    /// Executes one step of [`CalDavSink::plan`].
+    pub async fn execute(
+        &self,
+        ctx: &SinkContext,
+        view: &Arc<StateView>,
+        items: &BTreeMap<String, SinkItem>,
+        step: &Step,
+    ) -> Result<(), SinkError> {
+        let key = step.key();
+        let known = items.get(key);
+        match step {
+            Step::Delete(_) => {
+                let Some(k) = known else { return Ok(()) };
+                // Only the version we wrote (If-Match); deleting what is not there is success
+                // (404/410), so no need to look first.
+                delete_ours(&self.client, &k.remote_name, k.etag.as_deref()).await?;
+                ctx.forget(CALDAV, key).await
+            }
+            Step::Own(_) => Ok(()), // an empty hash is never equal: nothing is owned unwritten
+            Step::Put(_) => {
+                let Some(m) = key.parse().ok().and_then(|id| view.get(id)) else {
+                    return Ok(());
+                };
+                let name = known
+                    .map(|k| k.remote_name.clone())
+                    .unwrap_or_else(|| resource_name(m.record.match_id));
+                let body = ics::render_single(&view.event(m), &view.feed_options());
+                let etag = write_over(
+                    &self.client,
+                    &name,
+                    body,
+                    CONTENT_TYPE,
+                    known.map(|k| k.etag.clone()),
+                )
+                .await?;
+                let record = SinkItem {
+                    key: key.to_string(),
+                    remote_name: name,
+                    etag,
+                    hash: content_hash(m),
+                };
+                ctx.record(CALDAV, record).await
+            }
+        }
+    }
+}
+
+/// What one event's ledger hash is: the match's content hash and its sequence.
+fn content_hash(m: &crate::reconcile::StoredMatch) -> String {
+    format!("{}:{}", m.hash, m.sequence)
+}
+
+/// The events the state wants (key: match id; value: content hash) and the matches it knows
+/// as withdrawn.
+pub fn wanted_of(view: &StateView) -> (BTreeMap<String, String>, BTreeSet<String>) {
+    let mut wanted = BTreeMap::new();
+    let mut gone = BTreeSet::new();
+    for m in &view.matches {
+        let key = m.record.match_id.to_string();
+        if m.presence.in_feed() {
+            wanted.insert(key, content_hash(m));
+        } else {
+            gone.insert(key);
+        }
+    }
+    (wanted, gone)
 }
 
 /// Deletes the item we wrote, only in the version we wrote when its ETag is known. A 412 means

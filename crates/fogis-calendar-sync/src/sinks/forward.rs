@@ -1,18 +1,23 @@
-//! The forward sink: after each applied snapshot that changed something, POST
+//! The forward sink: after each applied list that changed something, POST
 //! `{"matches": [...raw matches...], "metadata": {...}}` to `FORWARD_URL` (for example an
 //! existing calendar service's `/manual-sync`), retrying with backoff until it answers 2xx.
-//! Only the latest waiting list is kept: every list is whole, so a target that was down gets
-//! the final one, not every step.
+//! What it needs is the list itself, which the state keeps (the last list that changed it,
+//! [`crate::engine::LAST_LIST`]); its ledger remembers the hash of the body last taken. Every
+//! list is whole, so a target that was down gets the final one, not every step.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use fogis_pubsub::Snapshot;
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 
 use crate::config::Secret;
-use crate::outbox::OutboxItem;
+use crate::outbox::SinkItem;
 use crate::sinks::dav::DavError;
-use crate::sinks::SinkError;
+use crate::sinks::plan::{self, Known, Step};
+use crate::sinks::{Planned, SinkContext, SinkError, FORWARD, SNAPSHOT_KEY};
+use crate::view::StateView;
 
 /// Posts lists to one URL.
 #[derive(Debug)]
@@ -24,19 +29,34 @@ pub struct ForwardSink {
 
 /// The body forwarded for a snapshot.
 pub fn payload(snapshot: &Snapshot) -> Value {
-    let mut metadata = match &snapshot.metadata {
+    payload_of_list(&crate::engine::last_list(snapshot))
+}
+
+/// The body forwarded for a list as the state keeps it ([`crate::engine::last_list`]).
+pub fn payload_of_list(list: &Value) -> Value {
+    let mut metadata = match &list["metadata"] {
         Value::Object(m) => m.clone(),
         _ => serde_json::Map::new(),
     };
     metadata.insert("forwarded_by".into(), json!("fogis-calendar-sync"));
-    if let Some(id) = &snapshot.meta.message_id {
+    if let Some(id) = list["message_id"].as_str() {
         metadata.insert("message_id".into(), json!(id));
     }
-    if let Some(t) = snapshot.meta.timestamp {
-        metadata.insert("timestamp".into(), json!(t));
+    if !list["timestamp"].is_null() {
+        metadata.insert("timestamp".into(), list["timestamp"].clone());
     }
-    let matches: Vec<&Value> = snapshot.matches.iter().map(|m| &m.raw).collect();
+    let matches = match &list["matches"] {
+        Value::Array(m) => Value::Array(m.clone()),
+        _ => json!([]),
+    };
     json!({"matches": matches, "metadata": metadata})
+}
+
+/// The body to forward, if any, and its hash.
+#[derive(Debug)]
+pub struct Work {
+    body: Option<(String, String)>,
+    known: Option<SinkItem>,
 }
 
 impl ForwardSink {
@@ -68,15 +88,89 @@ impl ForwardSink {
         }
     }
 
-    pub async fn process(&self, item: &OutboxItem) -> Result<(), SinkError> {
-        let Some(body) = &item.payload else {
+    /// Plans a pass: the last list, unless the ledger says it was taken.
+    pub async fn plan(
+        &self,
+        ctx: &SinkContext,
+        view: &StateView,
+        waiting: &BTreeSet<String>,
+    ) -> Result<Planned<Work>, SinkError> {
+        let has_list = view.has_list();
+        let (list, known) = ctx
+            .ledger(move |s| {
+                let list = if has_list {
+                    s.get_meta(crate::engine::LAST_LIST)?
+                } else {
+                    None
+                };
+                Ok((list, s.sink_item(FORWARD, SNAPSHOT_KEY)?))
+            })
+            .await?;
+        let body = list
+            .and_then(|l| serde_json::from_str::<Value>(&l).ok())
+            .map(|l| {
+                let body = payload_of_list(&l).to_string();
+                let hash = crate::sinks::hex(&Sha256::digest(body.as_bytes()));
+                (body, hash)
+            });
+        let wanted: BTreeMap<String, String> = body
+            .iter()
+            .map(|(_, h)| (SNAPSHOT_KEY.to_string(), h.clone()))
+            .collect();
+        let ledger: BTreeMap<String, Known> = known
+            .iter()
+            .map(|k| {
+                let known = Known {
+                    hash: k.hash.clone(),
+                    owned: true,
+                };
+                (k.key.clone(), known)
+            })
+            .collect();
+        // Nothing is ever deleted: a list, once taken, is the target's.
+        let plan = plan::plan(
+            &wanted,
+            &BTreeSet::new(),
+            &ledger,
+            has_list,
+            waiting,
+            |w, k| *w == k.hash,
+        );
+        Ok(Planned {
+            plan,
+            work: Work { body, known },
+        })
+    }
+
+    /// Executes one step of [`ForwardSink::plan`].
+    pub async fn execute(
+        &self,
+        ctx: &SinkContext,
+        work: &Work,
+        step: &Step,
+    ) -> Result<(), SinkError> {
+        let (Step::Put(_), Some((body, hash))) = (step, &work.body) else {
             return Ok(());
         };
+        self.post(body).await?;
+        let record = SinkItem {
+            key: SNAPSHOT_KEY.into(),
+            remote_name: self.target(),
+            etag: None,
+            hash: hash.clone(),
+        };
+        if work.known.as_ref() != Some(&record) {
+            ctx.record(FORWARD, record).await?;
+        }
+        Ok(())
+    }
+
+    async fn post(&self, body: &str) -> Result<(), SinkError> {
         let mut req = self
             .http
             .post(&self.url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.clone());
+            .body(body.to_string());
         if let Some(t) = &self.token {
             req = req.bearer_auth(t.expose());
         }

@@ -1,11 +1,20 @@
 //! Sinks: adapters that make a remote calendar, address book or service match the state.
 //!
-//! Each configured sink runs one worker task that takes its work from the durable outbox
-//! ([`crate::outbox`]), oldest first, and writes idempotently (stable resource names and UIDs,
-//! `If-None-Match`/`If-Match`). A sink that is down delays only itself: its work waits in the
-//! outbox, across restarts, and the worker backs off (1 s doubling to 5 min; 10 min after a
-//! 401/403, which needs a configuration change, never a hot loop). Per-sink status (pending
-//! work, last success, last error) is shown by `/sinks` and `/health`.
+//! The engine knows no sink. Each configured sink runs one worker task that reconciles: on
+//! every new view of the state ([`crate::view`]), on an item's backoff and on its refresh timer,
+//! a pass plans what the state wants against the sink's own ledger ([`crate::outbox`]: remote
+//! name, ETag, content hash of what it wrote) with the pure [`plan::plan`], then executes the
+//! steps, writing idempotently (stable resource names and UIDs, `If-None-Match`/`If-Match`) and
+//! recording each result. A commit from any process (HTTP, Redis, the CLI's `sync FILE` and
+//! `held apply`, `purge`) therefore reaches every sink, and a sink configured later starts from
+//! an empty ledger: it writes what the state holds. An item the remote refuses waits for its
+//! own backoff while the others go on; a remote that is down delays only its sink, whose worker
+//! backs off (1 s doubling to 5 min; 10 min after a 401/403, which needs a configuration change,
+//! never a hot loop). Per-sink status (pending steps, last success, last error) is shown by
+//! `/sinks` and `/health`.
+//!
+//! Sinks see a [`SinkContext`]: the view of the state, and their ledger's own SQLite
+//! connection, used only on blocking threads. Never the engine.
 
 pub mod caldav;
 pub mod carddav;
@@ -13,8 +22,13 @@ pub mod dav;
 pub mod forward;
 pub mod google;
 pub mod phonebook;
+pub mod plan;
 pub mod vcard;
+mod worker;
 
+pub use worker::run;
+
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,21 +36,25 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::Engine;
-use crate::outbox::OutboxItem;
-use crate::store::StoreError;
+use crate::outbox::SinkItem;
+use crate::store::{Store, StoreError};
+use crate::view::{StateView, ViewWatch};
 use dav::DavError;
+use plan::{Known, Plan};
 
-/// Sink names, as stored in the outbox.
+/// Sink names, as stored in the ledgers.
 pub const CALDAV: &str = "caldav";
 pub const CARDDAV: &str = "carddav";
 pub const FORWARD: &str = "forward";
 pub const GOOGLE_CALENDAR: &str = "google_calendar";
 pub const GOOGLE_CONTACTS: &str = "google_contacts";
-/// The carddav sink's one outbox key: the phonebook is rebuilt as a whole.
+/// The Google contacts sink's one ledger key for its failures: the phonebook is written whole.
 pub const PHONEBOOK_KEY: &str = "phonebook";
-/// The forward sink's one outbox key: the latest applied list.
+/// The forward sink's one ledger key: the latest applied list.
 pub const SNAPSHOT_KEY: &str = "snapshot";
+/// How often a sink whose items move with time (the cards list *upcoming* matches) passes
+/// even when the state did not change.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(3600);
 
 /// Why one piece of sink work failed.
 #[derive(Debug, thiserror::Error)]
@@ -104,83 +122,15 @@ pub struct SinkStatus {
     pub notice: Option<String>,
     pub consecutive_failures: u32,
     pub operations_done: u64,
+    /// The state version the last successful pass planned against (-1: none yet). While it is
+    /// older than the current view, the sink has work it has not planned yet: `pending` shows
+    /// at least 1.
+    #[serde(skip)]
+    pub synced_version: i64,
 }
 
 /// A shared, cheap-to-read status cell.
 pub type StatusCell = Arc<Mutex<SinkStatus>>;
-
-/// The three kinds of sink.
-#[derive(Debug)]
-pub enum SinkKind {
-    CalDav(caldav::CalDavSink),
-    CardDav(carddav::CardDavSink),
-    Forward(forward::ForwardSink),
-    GoogleCalendar(google::calendar::CalendarSink),
-    GoogleContacts(google::contacts::ContactsSink),
-}
-
-impl SinkKind {
-    pub fn name(&self) -> &'static str {
-        match self {
-            SinkKind::CalDav(_) => CALDAV,
-            SinkKind::CardDav(_) => CARDDAV,
-            SinkKind::Forward(_) => FORWARD,
-            SinkKind::GoogleCalendar(_) => GOOGLE_CALENDAR,
-            SinkKind::GoogleContacts(_) => GOOGLE_CONTACTS,
-        }
-    }
-
-    pub fn target(&self) -> String {
-        match self {
-            SinkKind::CalDav(s) => s.target(),
-            SinkKind::CardDav(s) => s.target(),
-            SinkKind::Forward(s) => s.target(),
-            SinkKind::GoogleCalendar(s) => s.target(),
-            SinkKind::GoogleContacts(s) => s.target(),
-        }
-    }
-
-    async fn prepare(&self, engine: &Arc<Engine>) -> Result<(), SinkError> {
-        match self {
-            SinkKind::CalDav(s) => s.prepare(engine).await,
-            SinkKind::CardDav(s) => s.prepare(engine).await,
-            SinkKind::Forward(_) => Ok(()),
-            SinkKind::GoogleCalendar(s) => s.prepare(engine).await,
-            SinkKind::GoogleContacts(s) => s.prepare(engine).await,
-        }
-    }
-
-    async fn process(&self, engine: &Arc<Engine>, item: &OutboxItem) -> Result<(), SinkError> {
-        match self {
-            SinkKind::CalDav(s) => s.process(engine, item).await,
-            SinkKind::CardDav(s) => s.process(engine, item).await,
-            SinkKind::Forward(s) => s.process(item).await,
-            SinkKind::GoogleCalendar(s) => s.process(engine, item).await,
-            SinkKind::GoogleContacts(s) => s.process(engine, item).await,
-        }
-    }
-
-    /// What the sink last reported, if it reports anything.
-    fn notice(&self) -> Option<String> {
-        match self {
-            SinkKind::GoogleCalendar(s) => s.notice(),
-            SinkKind::GoogleContacts(s) => s.notice(),
-            _ => None,
-        }
-    }
-}
-
-/// Runs `f` on the store on a blocking thread.
-pub(crate) async fn blocking<R: Send + 'static>(
-    engine: &Arc<Engine>,
-    f: impl FnOnce(&mut crate::store::Store) -> Result<R, StoreError> + Send + 'static,
-) -> Result<R, SinkError> {
-    let engine = engine.clone();
-    tokio::task::spawn_blocking(move || engine.with_store(f))
-        .await
-        .map_err(|e| SinkError::State(e.to_string()))?
-        .map_err(SinkError::from)
-}
 
 /// Writes `body` as `name` with the conditional write its known state calls for (`etag`:
 /// `If-Match`; known without an ETag: unconditional; unknown: `If-None-Match: *`), and makes the
@@ -214,167 +164,149 @@ pub(crate) async fn write_over(
     }
 }
 
-fn backoff(failures: u32) -> Duration {
+/// Lower-case hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub(crate) fn backoff(failures: u32) -> Duration {
     let secs = 1u64 << failures.min(9).saturating_sub(1);
     Duration::from_secs(secs.min(300))
 }
 
-/// The worker of one sink: runs until `shutdown`.
-pub async fn run(
-    kind: SinkKind,
-    engine: Arc<Engine>,
-    status: StatusCell,
-    shutdown: CancellationToken,
-) {
-    let name = kind.name();
-    let mut signal = engine.outbox_signal();
-    let mut prepared = false;
-    let mut failures = 0u32;
-    loop {
-        if shutdown.is_cancelled() {
-            break;
+/// The sinks' narrow view of the service: the state as committed, and their ledger.
+#[derive(Debug, Clone)]
+pub struct SinkContext {
+    view: ViewWatch,
+    ledger: Arc<Mutex<Store>>,
+}
+
+impl SinkContext {
+    /// `ledger`: a connection of the sinks' own to the state file.
+    pub fn new(view: ViewWatch, ledger: Store) -> SinkContext {
+        SinkContext {
+            view,
+            ledger: Arc::new(Mutex::new(ledger)),
         }
-        let outcome = if prepared {
-            work_once(&kind, &engine, &status).await
-        } else {
-            kind.prepare(&engine).await.map(|()| {
-                prepared = true;
-                true
-            })
-        };
-        let pending = blocking(&engine, move |s| s.outbox_pending(name))
-            .await
-            .unwrap_or(0);
-        let pause = match outcome {
-            Ok(progress) => {
-                failures = 0;
-                let mut st = status.lock().unwrap_or_else(|p| p.into_inner());
-                st.pending = pending;
-                st.consecutive_failures = 0;
-                st.paused_until = None;
-                st.auth_failed = false;
-                st.reauthorize = None;
-                st.notice = kind.notice();
-                drop(st);
-                if progress {
-                    continue;
-                }
-                None
-            }
-            Err(e) => {
-                failures += 1;
-                let wait = match &e {
-                    SinkError::Paused { wait, .. } => *wait,
-                    // Only a local file is looked at until it changes: cheap to check often.
-                    SinkError::Reauthorize(_) => Duration::from_secs(10),
-                    _ if e.is_auth() => Duration::from_secs(600),
-                    _ => backoff(failures),
-                };
-                let now = Utc::now();
-                let mut st = status.lock().unwrap_or_else(|p| p.into_inner());
-                st.pending = pending;
-                st.consecutive_failures = failures;
-                st.auth_failed = e.is_auth();
-                st.reauthorize = match &e {
-                    SinkError::Reauthorize(what) => Some(what.clone()),
-                    _ => None,
-                };
-                st.notice = kind.notice();
-                st.last_error = Some(e.to_string());
-                st.last_error_at = Some(now);
-                st.paused_until = chrono::Duration::from_std(wait).ok().map(|w| now + w);
-                drop(st);
-                if matches!(e, SinkError::Reauthorize(_)) {
-                    // The token source said so once, for both Google sinks.
-                    tracing::debug!(sink = name, error = %e, "sink waits for re-authorization");
-                } else if failures == 1 || e.is_auth() || matches!(e, SinkError::Paused { .. }) {
-                    tracing::warn!(sink = name, error = %e, "sink unavailable, retrying in {wait:?}");
-                } else {
-                    tracing::debug!(sink = name, error = %e, "sink still unavailable, retrying in {wait:?}");
-                }
-                Some(wait)
-            }
-        };
-        // Cancel safety: every branch only waits; dropping the losers loses nothing (the work is
-        // in the outbox, the signal is a counter read again on the next turn).
-        match pause {
-            Some(wait) => {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(wait) => {}
-                }
-            }
-            None => {
-                let next = blocking(&engine, move |s| s.outbox_next_due(name))
-                    .await
-                    .ok()
-                    .flatten();
-                let wait = next
-                    .map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::ZERO))
-                    .unwrap_or(Duration::from_secs(3600))
-                    .min(Duration::from_secs(3600));
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = signal.changed() => {}
-                    _ = tokio::time::sleep(wait) => {}
-                }
-                if name == CARDDAV {
-                    // The cards list upcoming matches: refresh them when time moves on.
-                    let _ = carddav::refresh_if_stale(&engine).await;
-                }
-            }
-        }
+    }
+
+    /// The current view of the state.
+    pub fn view(&self) -> Arc<StateView> {
+        self.view.borrow().clone()
+    }
+
+    /// Runs `f` on the ledger's connection on a blocking thread.
+    pub async fn ledger<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Store) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, SinkError> {
+        let ledger = self.ledger.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut store = ledger.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut store)
+        })
+        .await
+        .map_err(|e| SinkError::State(e.to_string()))?
+        .map_err(SinkError::from)
+    }
+
+    /// The ledger of `sink`, by key.
+    pub async fn items(&self, sink: &'static str) -> Result<BTreeMap<String, SinkItem>, SinkError> {
+        let items = self.ledger(move |s| s.sink_items(sink)).await?;
+        Ok(items.into_iter().map(|i| (i.key.clone(), i)).collect())
+    }
+
+    /// Records what `sink` wrote.
+    pub async fn record(&self, sink: &'static str, item: SinkItem) -> Result<(), SinkError> {
+        self.ledger(move |s| s.put_sink_item(sink, &item)).await
+    }
+
+    /// Forgets an item of `sink`.
+    pub async fn forget(&self, sink: &'static str, key: &str) -> Result<(), SinkError> {
+        let key = key.to_string();
+        self.ledger(move |s| s.delete_sink_item(sink, &key)).await
     }
 }
 
-/// Processes the due work of one sink; `Ok(true)` when something was done (look again).
-async fn work_once(
-    kind: &SinkKind,
-    engine: &Arc<Engine>,
-    status: &StatusCell,
-) -> Result<bool, SinkError> {
-    let name = kind.name();
-    let items = blocking(engine, move |s| s.outbox_due(name, Utc::now(), 50)).await?;
-    if items.is_empty() {
-        return Ok(false);
-    }
-    for item in items {
-        match kind.process(engine, &item).await {
-            Ok(()) => {
-                let (id, generation) = (item.id, item.generation);
-                blocking(engine, move |s| s.outbox_done(id, generation)).await?;
-                let mut st = status.lock().unwrap_or_else(|p| p.into_inner());
-                st.last_success = Some(Utc::now());
-                st.operations_done += 1;
-            }
-            Err(e) if e.is_outage() || e.is_auth() => return Err(e),
-            Err(e) => {
-                // This item alone is refused (a 4xx for its content): back it off and go on.
-                let wait = backoff(item.attempts as u32 + 1);
-                let due = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
-                let (id, text) = (item.id, e.to_string());
-                tracing::warn!(sink = name, key = %item.key, error = %text, "sink refused an item, retrying in {wait:?}");
-                blocking(engine, move |s| s.outbox_retry(id, due, &text)).await?;
-                let mut st = status.lock().unwrap_or_else(|p| p.into_inner());
-                st.last_error = Some(e.to_string());
-                st.last_error_at = Some(Utc::now());
-            }
+/// What a sink planned, and what it needs to execute the steps.
+#[derive(Debug)]
+pub struct Planned<W> {
+    pub plan: Plan,
+    pub work: W,
+}
+
+/// The kinds of sink.
+#[derive(Debug)]
+pub enum SinkKind {
+    CalDav(caldav::CalDavSink),
+    CardDav(carddav::CardDavSink),
+    Forward(forward::ForwardSink),
+    GoogleCalendar(google::calendar::CalendarSink),
+    GoogleContacts(google::contacts::ContactsSink),
+}
+
+impl SinkKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            SinkKind::CalDav(_) => CALDAV,
+            SinkKind::CardDav(_) => CARDDAV,
+            SinkKind::Forward(_) => FORWARD,
+            SinkKind::GoogleCalendar(_) => GOOGLE_CALENDAR,
+            SinkKind::GoogleContacts(_) => GOOGLE_CONTACTS,
         }
     }
-    Ok(true)
+
+    pub fn target(&self) -> String {
+        match self {
+            SinkKind::CalDav(s) => s.target(),
+            SinkKind::CardDav(s) => s.target(),
+            SinkKind::Forward(s) => s.target(),
+            SinkKind::GoogleCalendar(s) => s.target(),
+            SinkKind::GoogleContacts(s) => s.target(),
+        }
+    }
+
+    /// Passes even without a new view this often (items that move with time).
+    pub(crate) fn refresh_every(&self) -> Option<Duration> {
+        match self {
+            SinkKind::CardDav(_) | SinkKind::GoogleContacts(_) => Some(REFRESH_EVERY),
+            _ => None,
+        }
+    }
+
+    /// Once per start: the remote collection made ready, existing items adopted.
+    pub(crate) async fn prepare(&self, ctx: &SinkContext) -> Result<(), SinkError> {
+        match self {
+            SinkKind::CalDav(s) => s.prepare(ctx).await,
+            SinkKind::CardDav(s) => s.prepare(ctx).await,
+            SinkKind::Forward(_) | SinkKind::GoogleContacts(_) => Ok(()),
+            SinkKind::GoogleCalendar(s) => s.prepare(ctx).await,
+        }
+    }
+
+    /// What the sink last reported, if it reports anything.
+    pub(crate) fn notice(&self) -> Option<String> {
+        match self {
+            SinkKind::GoogleCalendar(s) => s.notice(),
+            SinkKind::GoogleContacts(s) => s.notice(),
+            _ => None,
+        }
+    }
 }
 
 /// The sinks of a running service.
 #[derive(Debug, Clone, Default)]
 pub struct Sinks {
     pub statuses: Vec<StatusCell>,
+    /// The state the sinks follow (`None`: no sinks were started).
+    view: Option<ViewWatch>,
 }
 
 impl Sinks {
     /// Starts one worker per sink on `tracker`.
     pub fn start(
         kinds: Vec<SinkKind>,
-        engine: &Arc<Engine>,
+        ctx: &SinkContext,
         tracker: &tokio_util::task::TaskTracker,
         shutdown: &CancellationToken,
     ) -> Sinks {
@@ -383,27 +315,51 @@ impl Sinks {
             let status = Arc::new(Mutex::new(SinkStatus {
                 name: kind.name(),
                 target: kind.target(),
+                synced_version: -1,
                 ..SinkStatus::default()
             }));
             tracing::info!(sink = kind.name(), target = %kind.target(), "sink enabled");
             statuses.push(status.clone());
-            tracker.spawn(run(kind, engine.clone(), status, shutdown.clone()));
+            tracker.spawn(run(kind, ctx.clone(), status, shutdown.clone()));
         }
-        Sinks { statuses }
+        Sinks {
+            statuses,
+            view: Some(ctx.view.clone()),
+        }
     }
 
-    /// A copy of every sink's status, with fresh pending counts.
-    pub fn snapshot(&self, engine: &Engine) -> Vec<SinkStatus> {
+    /// A copy of every sink's status (no I/O: the workers keep them current). A sink that has
+    /// not planned against the current state yet shows pending work.
+    pub fn snapshot(&self) -> Vec<SinkStatus> {
+        let current = self.view.as_ref().map(|v| v.borrow().version);
         self.statuses
             .iter()
             .map(|cell| {
                 let mut st = cell.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                let name = st.name;
-                if let Ok(n) = engine.with_store(|s| s.outbox_pending(name)) {
-                    st.pending = n;
+                if current.is_some_and(|v| st.synced_version < v) || st.synced_version < 0 {
+                    st.pending = st.pending.max(1);
                 }
                 st
             })
             .collect()
     }
+}
+
+/// The ledger records of `items` as planning sees them; `owned` tells which the sink wrote.
+pub(crate) fn known_of(
+    items: &BTreeMap<String, SinkItem>,
+    owned: impl Fn(&SinkItem) -> bool,
+) -> BTreeMap<String, Known> {
+    items
+        .iter()
+        .map(|(k, i)| {
+            (
+                k.clone(),
+                Known {
+                    hash: i.hash.clone(),
+                    owned: owned(i),
+                },
+            )
+        })
+        .collect()
 }

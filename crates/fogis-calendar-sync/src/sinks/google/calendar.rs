@@ -1,13 +1,15 @@
 //! The Google Calendar sink: one event per match, adopting what the deployed service wrote.
 //!
 //! `prepare` (each start) lists the whole calendar ([`adopt`]), binds every event to its match,
-//! deletes extra events of one match and reports how many. `process` makes one match's event
-//! equal to the state: unchanged bodies are never written (an adopted event counts as unchanged
+//! deletes extra events of one match and reports how many. Each pass plans every match of the
+//! state against the ledger ([`crate::sinks::plan`]) and makes each event that differs equal to
+//! the state: unchanged bodies are never written (an adopted event counts as unchanged
 //! when its `calendarHash` equals the deployed service's hash of the raw match); changes are a
 //! PATCH of the fields we own with `If-Match` (412: re-read, re-apply); new events are inserted
 //! under [`event_id`] (409: the id exists, perhaps as a tombstone: revived by a PATCH); withdrawn
 //! matches, and cancelled ones under `GOOGLE_CANCELLED=delete`, are deleted (410: already gone).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use reqwest::Method;
@@ -17,10 +19,11 @@ use super::adopt::{self, Binding, State};
 use super::api::{path_segment, Api, Reply};
 use super::config::CancelledPolicy;
 use super::event::{self, event_id, Desired};
-use crate::engine::Engine;
-use crate::outbox::{NewWork, OutboxItem, SinkItem};
+use crate::outbox::SinkItem;
 use crate::reconcile::StoredMatch;
-use crate::sinks::{blocking, SinkError, GOOGLE_CALENDAR};
+use crate::sinks::plan::{self, Known, Step};
+use crate::sinks::{Planned, SinkContext, SinkError, GOOGLE_CALENDAR};
+use crate::view::StateView;
 
 /// Most pages one listing reads (2500 events each): a guard against a looping page token.
 const MAX_PAGES: usize = 400;
@@ -109,41 +112,27 @@ impl CalendarSink {
         ))
     }
 
-    /// Adopts the calendar's events, removes duplicates, and queues work (see the module doc).
-    pub async fn prepare(&self, engine: &Arc<Engine>) -> Result<(), SinkError> {
+    /// Adopts the calendar's events and removes duplicates (see the module doc).
+    pub async fn prepare(&self, ctx: &SinkContext) -> Result<(), SinkError> {
         let events = self.list_all().await?;
-        let known = blocking(engine, |s| s.sink_items(GOOGLE_CALENDAR)).await?;
+        let known = ctx.ledger(|s| s.sink_items(GOOGLE_CALENDAR)).await?;
         let plan = adopt::plan(&events, &known);
         let mut removed = 0;
         for d in &plan.duplicates {
             self.delete(&d.id, d.etag.as_deref()).await?;
             removed += 1;
         }
-        let stored: std::collections::HashSet<i64> =
-            engine.matches().iter().map(|m| m.record.match_id).collect();
         let (bind, unbind) = (plan.bind.clone(), plan.unbind.clone());
-        blocking(engine, move |s| {
+        ctx.ledger(move |s| {
             for item in &bind {
                 s.put_sink_item(GOOGLE_CALENDAR, item)?;
             }
             for key in &unbind {
                 s.delete_sink_item(GOOGLE_CALENDAR, key)?;
             }
-            if s.sink_seeded(GOOGLE_CALENDAR)? {
-                // Bindings that changed are looked at again (no write when nothing differs).
-                let work: Vec<NewWork> = bind
-                    .iter()
-                    .filter(|b| b.key.parse().is_ok_and(|m| stored.contains(&m)))
-                    .map(|b| work_for(b.key.clone()))
-                    .collect();
-                s.enqueue(&work)
-            } else {
-                let work: Vec<NewWork> = stored.iter().map(|m| work_for(m.to_string())).collect();
-                s.seed_sink(GOOGLE_CALENDAR, &work)
-            }
+            Ok(())
         })
         .await?;
-        engine.signal_outbox();
         let report = format!(
             "calendar listed: {} events, {} newly bound, {removed} duplicate events removed",
             events.len(),
@@ -161,65 +150,116 @@ impl CalendarSink {
         Ok(())
     }
 
-    /// Makes the event of one match equal to the state.
-    pub async fn process(&self, engine: &Arc<Engine>, item: &OutboxItem) -> Result<(), SinkError> {
-        let Ok(match_id) = item.key.parse::<i64>() else {
-            return Ok(());
-        };
-        let key = item.key.clone();
-        let (known, raw) = blocking(engine, move |s| {
-            Ok((s.sink_item(GOOGLE_CALENDAR, &key)?, s.raw_match(match_id)?))
+    /// Plans a pass: every match the state keeps in the calendar wanted as its [`Desired`]
+    /// event, every other match it knows gone. A match the state does not know is not ours to
+    /// touch.
+    pub async fn plan(
+        &self,
+        ctx: &SinkContext,
+        view: &StateView,
+        waiting: &BTreeSet<String>,
+    ) -> Result<Planned<Work>, SinkError> {
+        let (items, raw) = ctx
+            .ledger(|s| Ok((s.sink_items(GOOGLE_CALENDAR)?, s.raw_matches()?)))
+            .await?;
+        let items: BTreeMap<String, SinkItem> =
+            items.into_iter().map(|i| (i.key.clone(), i)).collect();
+        let mut wanted = BTreeMap::new();
+        let mut gone = BTreeSet::new();
+        // Listed, but cancelled under GOOGLE_CANCELLED=delete: whoever wrote the event, the
+        // policy removes it.
+        let mut policy = BTreeSet::new();
+        for m in &view.matches {
+            let key = m.record.match_id.to_string();
+            if self.keeps(m) {
+                let raw = raw.get(&m.record.match_id).map(String::as_str);
+                wanted.insert(key, event::desired(view, m, raw));
+            } else {
+                if m.presence.in_feed() {
+                    policy.insert(key.clone());
+                }
+                gone.insert(key);
+            }
+        }
+        let known: BTreeMap<String, Known> = items
+            .iter()
+            .map(|(k, i)| {
+                let owned = match Binding::decode(&i.hash).state {
+                    State::Body(_) => true,
+                    State::Removed => false,
+                    State::Adopted { .. } | State::Unknown => policy.contains(k),
+                };
+                let known = Known {
+                    hash: i.hash.clone(),
+                    owned,
+                };
+                (k.clone(), known)
+            })
+            .collect();
+        let plan = plan::plan(&wanted, &gone, &known, view.has_list(), waiting, |d, k| {
+            unchanged(d, &Binding::decode(&k.hash))
+        });
+        Ok(Planned {
+            plan,
+            work: Work { wanted, items },
         })
-        .await?;
-        // A match the state does not know is not ours to touch.
-        let Some(m) = engine.stored(match_id) else {
-            return Ok(());
-        };
-        let keep = m.presence.in_feed()
-            && !(m.record.cancelled && self.cancelled == CancelledPolicy::Delete);
-        if keep {
-            self.upsert(engine, &m, raw.as_deref(), known).await
-        } else {
-            self.remove(engine, known).await
+    }
+
+    fn keeps(&self, m: &StoredMatch) -> bool {
+        m.presence.in_feed() && !(m.record.cancelled && self.cancelled == CancelledPolicy::Delete)
+    }
+
+    /// Executes one step of [`CalendarSink::plan`].
+    pub async fn execute(
+        &self,
+        ctx: &SinkContext,
+        view: &StateView,
+        work: &Work,
+        step: &Step,
+    ) -> Result<(), SinkError> {
+        let key = step.key();
+        let known = work.items.get(key).cloned();
+        match step {
+            Step::Delete(_) => self.remove(ctx, known).await,
+            Step::Own(_) => {
+                // Unchanged (and, if someone deleted it, left deleted until the match changes).
+                let (Some(k), Some(d)) = (known, work.wanted.get(key)) else {
+                    return Ok(());
+                };
+                let record = Binding {
+                    state: State::Body(d.hash.clone()),
+                    ..Binding::decode(&k.hash)
+                };
+                self.save(ctx, key, &k.remote_name, k.etag.clone(), &record)
+                    .await
+            }
+            Step::Put(_) => {
+                let (Some(m), Some(d)) = (
+                    key.parse().ok().and_then(|id| view.get(id)),
+                    work.wanted.get(key),
+                ) else {
+                    return Ok(());
+                };
+                self.upsert(ctx, m, d, known).await
+            }
         }
     }
 
     async fn upsert(
         &self,
-        engine: &Arc<Engine>,
+        ctx: &SinkContext,
         m: &StoredMatch,
-        raw: Option<&str>,
+        d: &Desired,
         known: Option<SinkItem>,
     ) -> Result<(), SinkError> {
-        let d = event::desired(engine, m, raw);
         let key = m.record.match_id.to_string();
         if let Some(k) = &known {
-            let b = Binding::decode(&k.hash);
-            let equal = match &b.state {
-                State::Body(h) => *h == d.hash,
-                State::Adopted { hash, prefixed } => {
-                    *hash == d.calendar_hash && *prefixed == d.cancelled
-                }
-                State::Unknown | State::Removed => false,
-            };
-            if equal {
-                // Unchanged (and, if someone deleted it, left deleted until the match changes).
-                if !matches!(b.state, State::Body(_)) {
-                    let record = Binding {
-                        state: State::Body(d.hash.clone()),
-                        ..b
-                    };
-                    self.save(engine, &key, &k.remote_name, k.etag.clone(), &record)
-                        .await?;
-                }
-                return Ok(());
-            }
-            if let Some(etag) = self.patch(&k.remote_name, k.etag.as_deref(), &d).await? {
+            if let Some(etag) = self.patch(&k.remote_name, k.etag.as_deref(), d).await? {
                 let record = Binding {
                     state: State::Body(d.hash.clone()),
                     deleted: false,
                 };
-                return self.save(engine, &key, &k.remote_name, etag, &record).await;
+                return self.save(ctx, &key, &k.remote_name, etag, &record).await;
             }
             // Gone for good (no tombstone either): insert anew.
         }
@@ -230,7 +270,7 @@ impl CalendarSink {
                 Method::POST,
                 &self.events_url,
                 &[],
-                Some(&event::insert_body(&d, &id)),
+                Some(&event::insert_body(d, &id)),
                 None,
             )
             .await?;
@@ -239,7 +279,7 @@ impl CalendarSink {
             409 => {
                 // Our id exists: a repeated insert, or the tombstone of an event deleted
                 // earlier. Either way: make it ours again.
-                match self.patch(&id, None, &d).await? {
+                match self.patch(&id, None, d).await? {
                     Some(etag) => (id, etag),
                     None => return Err(r.unexpected("inserting the event (409, then not found)")),
                 }
@@ -250,7 +290,7 @@ impl CalendarSink {
             state: State::Body(d.hash.clone()),
             deleted: false,
         };
-        self.save(engine, &key, &id, etag, &record).await
+        self.save(ctx, &key, &id, etag, &record).await
     }
 
     /// PATCHes our fields onto event `id` (`If-Match` when `etag`); 412: re-read, re-apply once.
@@ -322,7 +362,7 @@ impl CalendarSink {
         ))
     }
 
-    async fn remove(&self, engine: &Arc<Engine>, known: Option<SinkItem>) -> Result<(), SinkError> {
+    async fn remove(&self, ctx: &SinkContext, known: Option<SinkItem>) -> Result<(), SinkError> {
         let Some(k) = known else {
             return Ok(()); // never written
         };
@@ -337,13 +377,12 @@ impl CalendarSink {
             state: State::Removed,
             deleted: false,
         };
-        self.save(engine, &k.key, &k.remote_name, None, &record)
-            .await
+        self.save(ctx, &k.key, &k.remote_name, None, &record).await
     }
 
     async fn save(
         &self,
-        engine: &Arc<Engine>,
+        ctx: &SinkContext,
         key: &str,
         id: &str,
         etag: Option<String>,
@@ -355,14 +394,23 @@ impl CalendarSink {
             etag,
             hash: binding.encode(),
         };
-        blocking(engine, move |s| s.put_sink_item(GOOGLE_CALENDAR, &item)).await
+        ctx.record(GOOGLE_CALENDAR, item).await
     }
 }
 
-fn work_for(key: String) -> NewWork {
-    NewWork {
-        sink: GOOGLE_CALENDAR,
-        key,
-        payload: None,
+/// What a pass needs to execute its steps.
+#[derive(Debug)]
+pub struct Work {
+    wanted: BTreeMap<String, Desired>,
+    items: BTreeMap<String, SinkItem>,
+}
+
+/// Whether the event a binding records is already `d`: a body we wrote (its hash), or an
+/// adopted event whose `calendarHash` and title prefix say the same match in the same state.
+pub fn unchanged(d: &Desired, b: &Binding) -> bool {
+    match &b.state {
+        State::Body(h) => *h == d.hash,
+        State::Adopted { hash, prefixed } => *hash == d.calendar_hash && *prefixed == d.cancelled,
+        State::Unknown | State::Removed => false,
     }
 }

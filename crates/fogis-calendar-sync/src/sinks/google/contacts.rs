@@ -1,7 +1,8 @@
 //! The Google Contacts sink (People API): every other referee the user shares a match with
 //! ([`phonebook`]) is one contact in the group "Referees".
 //!
-//! One run per phonebook change: one paged `connections.list` (never one per referee), the
+//! A pass plans the phonebook of the state against the ledger ([`crate::sinks::plan`]); when
+//! any referee differs from what was last written, one run: one paged `connections.list` (never one per referee), the
 //! group found over all its pages or created, then for each referee the contact found by FOGIS
 //! id, phone or e-mail ([`person::Index`]) is updated by `updateContact` with its ETag when our
 //! fields differ (a stale ETag, 400 `failedPrecondition`, is re-read and retried once), or a
@@ -9,7 +10,7 @@
 //! sent one at a time, as Google asks. Contacts are never deleted: a withdrawn match does not
 //! make its referees strangers, and the user may have added to them.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
@@ -18,10 +19,11 @@ use serde_json::{json, Value};
 
 use super::api::{Api, Reply};
 use super::person::{self, Found, Index, Owned, GROUP_NAME};
-use crate::engine::Engine;
-use crate::outbox::{NewWork, OutboxItem, SinkItem};
-use crate::sinks::phonebook::phonebook;
-use crate::sinks::{blocking, SinkError, GOOGLE_CONTACTS, PHONEBOOK_KEY};
+use crate::outbox::SinkItem;
+use crate::sinks::phonebook::{phonebook, Contact};
+use crate::sinks::plan::{self, Step};
+use crate::sinks::{known_of, Planned, SinkContext, SinkError, GOOGLE_CONTACTS, PHONEBOOK_KEY};
+use crate::view::StateView;
 
 const MAX_PAGES: usize = 1000;
 
@@ -33,6 +35,9 @@ pub struct ContactsSink {
     user_referee_number: Option<String>,
     group: tokio::sync::Mutex<Option<String>>,
     notice: Arc<Mutex<Option<String>>>,
+    /// A run succeeded since the start: the first one runs even for an empty phonebook, to
+    /// find (or make) the group and show that the account can be reached.
+    ran: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -50,6 +55,7 @@ impl ContactsSink {
             user_referee_number,
             group: tokio::sync::Mutex::new(None),
             notice: Arc::default(),
+            ran: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -64,21 +70,62 @@ impl ContactsSink {
             .clone()
     }
 
-    /// Queues the first phonebook run.
-    pub async fn prepare(&self, engine: &Arc<Engine>) -> Result<(), SinkError> {
-        blocking(engine, |s| {
-            if !s.sink_seeded(GOOGLE_CONTACTS)? {
-                let work = NewWork {
-                    sink: GOOGLE_CONTACTS,
-                    key: PHONEBOOK_KEY.into(),
-                    payload: None,
-                };
-                s.seed_sink(GOOGLE_CONTACTS, &[work])?;
+    /// Plans a pass: one run of the whole phonebook ([`PHONEBOOK_KEY`]) when any referee's
+    /// fields differ from what the ledger says was written. Never a delete.
+    pub async fn plan(
+        &self,
+        ctx: &SinkContext,
+        view: &StateView,
+        waiting: &BTreeSet<String>,
+    ) -> Result<Planned<Vec<Contact>>, SinkError> {
+        let contacts = phonebook(
+            &view.matches,
+            self.user_referee_number.as_deref(),
+            Utc::now(),
+        );
+        let items = ctx.items(GOOGLE_CONTACTS).await?;
+        let wanted: BTreeMap<String, String> = contacts
+            .iter()
+            .map(|c| {
+                let hash = serde_json::to_string(&Owned::of(c)).unwrap_or_default();
+                (c.uid.clone(), hash)
+            })
+            .collect();
+        let known = known_of(&items, |_| true);
+        let differs = !plan::plan(
+            &wanted,
+            &BTreeSet::new(),
+            &known,
+            true,
+            &BTreeSet::new(),
+            |w, k| *w == k.hash,
+        )
+        .steps
+        .is_empty()
+            || !self.ran.load(std::sync::atomic::Ordering::Relaxed);
+        let mut plan = plan::Plan::default();
+        if differs {
+            if waiting.contains(PHONEBOOK_KEY) {
+                plan.deferred = 1;
+            } else {
+                plan.steps.push(Step::Put(PHONEBOOK_KEY.into()));
             }
-            Ok(())
+        }
+        Ok(Planned {
+            plan,
+            work: contacts,
         })
-        .await?;
-        engine.signal_outbox();
+    }
+
+    /// Executes the one step of [`ContactsSink::plan`].
+    pub async fn execute(
+        &self,
+        ctx: &SinkContext,
+        contacts: &[Contact],
+        _step: &Step,
+    ) -> Result<(), SinkError> {
+        self.process(ctx, contacts).await?;
+        self.ran.store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 
@@ -151,12 +198,7 @@ impl ContactsSink {
     }
 
     /// Makes Google Contacts hold the phonebook of the state.
-    pub async fn process(&self, engine: &Arc<Engine>, _item: &OutboxItem) -> Result<(), SinkError> {
-        let contacts = phonebook(
-            &engine.matches(),
-            self.user_referee_number.as_deref(),
-            Utc::now(),
-        );
+    async fn process(&self, ctx: &SinkContext, contacts: &[Contact]) -> Result<(), SinkError> {
         let people = self
             .list(
                 &format!("{}/people/me/connections", self.base),
@@ -169,15 +211,12 @@ impl ContactsSink {
             .await?;
         let group = self.group().await?;
         let index = Index::build(&people);
-        let known: HashMap<String, SinkItem> = blocking(engine, |s| s.sink_items(GOOGLE_CONTACTS))
-            .await?
-            .into_iter()
-            .map(|k| (k.key.clone(), k))
-            .collect();
+        let known: HashMap<String, SinkItem> =
+            ctx.items(GOOGLE_CONTACTS).await?.into_iter().collect();
         let mut taken = HashSet::new();
         let mut add = Vec::new();
         let mut tally = Tally::default();
-        for c in &contacts {
+        for c in contacts {
             let ours = Owned::of(c);
             let mine = known.get(&c.uid);
             let previous: Option<Owned> = mine.and_then(|k| serde_json::from_str(&k.hash).ok());
@@ -214,7 +253,7 @@ impl ContactsSink {
                 hash: serde_json::to_string(&ours).unwrap_or_default(),
             };
             if mine != Some(&record) {
-                blocking(engine, move |s| s.put_sink_item(GOOGLE_CONTACTS, &record)).await?;
+                ctx.record(GOOGLE_CONTACTS, record).await?;
             }
         }
         for chunk in add.chunks(1000) {

@@ -1,6 +1,6 @@
 //! The Google Calendar event of one match, in the deployed service's shape.
 //!
-//! Summary, location, description and the popup reminder are the feed's ([`Engine::event`]);
+//! Summary, location, description and the popup reminder are the feed's ([`StateView::event`]);
 //! times are local with the configured zone (`timeZone: Europe/Stockholm`); the private
 //! extended properties are the deployed service's `{matchId, syncTag, calendarHash}`, with
 //! `calendarHash` computed from the raw FOGIS match exactly as it did ([`super::hash`]), so an
@@ -10,8 +10,8 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::hash::{calendar_hash, is_raw_fogis};
-use crate::engine::Engine;
 use crate::reconcile::StoredMatch;
+use crate::view::StateView;
 
 /// The deployed service's tag on every event it writes.
 pub const SYNC_TAG: &str = "FOGIS_CALENDAR_SYNC";
@@ -44,9 +44,9 @@ pub struct Desired {
 
 /// The event of `m`. `raw` is the raw match as the state keeps it; without a raw FOGIS match
 /// (only lossy forms were received) `calendarHash` is the state's own content hash.
-pub fn desired(engine: &Engine, m: &StoredMatch, raw: Option<&str>) -> Desired {
-    let ev = engine.event(m);
-    let opts = engine.feed_options();
+pub fn desired(view: &StateView, m: &StoredMatch, raw: Option<&str>) -> Desired {
+    let ev = view.event(m);
+    let opts = view.feed_options();
     let raw: Option<Value> = raw.and_then(|r| serde_json::from_str(r).ok());
     let calendar_hash = match &raw {
         Some(r) if is_raw_fogis(r) => calendar_hash(r),

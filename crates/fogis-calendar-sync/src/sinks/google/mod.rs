@@ -1,6 +1,6 @@
 //! Google Calendar and Google Contacts, adopting everything the deployed Python service created.
 //!
-//! Two sinks on the outbox like the DAV ones, sharing one OAuth token ([`token::TokenSource`],
+//! Two sinks reconciling against their ledgers like the DAV ones, sharing one OAuth token ([`token::TokenSource`],
 //! the Python service's token file read as it is) and one HTTP client ([`api::Api`]: Google's
 //! error handling, backoff and a client-side rate limit):
 //!
