@@ -18,6 +18,14 @@ fn list_with(ids: &[usize], base: &Value, message_id: &str) -> Value {
     v
 }
 
+/// A message decoded as the service decodes it.
+fn decode(v: &Value) -> fogis_pubsub::Snapshot {
+    match fogis_pubsub::decode(&serde_json::to_vec(v).unwrap()).unwrap() {
+        fogis_pubsub::Message::Matches(s) => s,
+        other => panic!("{other:?}"),
+    }
+}
+
 /// What the fogis-api-client service answers to `GET /matches`: the bare list, no id.
 fn pulled(ids: &[usize], base: &Value) -> Value {
     let all = base["payload"]["matches"].as_array().unwrap();
@@ -139,10 +147,6 @@ fn a_list_from_fogis_itself_confirms_a_held_withdrawal_but_never_an_empty_list()
     use fogis_calendar_sync::held::PULL_ORIGIN;
     let dir = tempfile::tempdir().unwrap();
     let engine = fogis_calendar_sync::open_engine(&state_opts(dir.path())).unwrap();
-    let decode = |v: &Value| match fogis_pubsub::decode(&serde_json::to_vec(v).unwrap()).unwrap() {
-        fogis_pubsub::Message::Matches(s) => s,
-        other => panic!("{other:?}"),
-    };
     let full = future_snapshot(&[5, 6, 7, 8], "full");
     engine.apply(&decode(&full), "http", false).unwrap();
 
@@ -202,10 +206,6 @@ fn a_processor_list_confirms_a_held_pulled_withdrawal() {
     use fogis_calendar_sync::held::PULL_ORIGIN;
     let dir = tempfile::tempdir().unwrap();
     let engine = fogis_calendar_sync::open_engine(&state_opts(dir.path())).unwrap();
-    let decode = |v: &Value| match fogis_pubsub::decode(&serde_json::to_vec(v).unwrap()).unwrap() {
-        fogis_pubsub::Message::Matches(s) => s,
-        other => panic!("{other:?}"),
-    };
     let full = future_snapshot(&[5, 6, 7, 8], "full");
     engine.apply(&decode(&full), "http", false).unwrap();
     let from_pull = engine
