@@ -89,21 +89,34 @@ pub async fn retention_loop(
 impl Store {
     /// Removes archived matches (played, no longer listed) that kicked off before `before`.
     pub fn prune_archived(&mut self, before: DateTime<Utc>) -> Result<usize, StoreError> {
-        Ok(self.conn.execute(
+        self.delete_matches(
             "DELETE FROM matches WHERE presence = 'archived' AND start_utc < ?1",
-            params![before.timestamp()],
-        )?)
+            before.timestamp(),
+        )
     }
 
     /// Keeps the `cap` archived matches that kicked off last, removes the others.
     pub fn cap_archived(&mut self, cap: usize) -> Result<usize, StoreError> {
         let cap = i64::try_from(cap).unwrap_or(i64::MAX);
-        Ok(self.conn.execute(
+        self.delete_matches(
             "DELETE FROM matches WHERE presence = 'archived' AND match_id NOT IN (
                  SELECT match_id FROM matches WHERE presence = 'archived'
                  ORDER BY start_utc DESC, match_id DESC LIMIT ?1)",
-            params![cap],
-        )?)
+            cap,
+        )
+    }
+
+    /// Runs one `DELETE FROM matches` with one parameter and, when it removed any, bumps the
+    /// state version in the same transaction, so a running service (whose view follows the
+    /// version) and its sinks see the matches go.
+    fn delete_matches(&mut self, sql: &str, param: i64) -> Result<usize, StoreError> {
+        let tx = self.conn.transaction()?;
+        let removed = tx.execute(sql, params![param])?;
+        if removed > 0 {
+            crate::store::bump_state_version(&tx)?;
+        }
+        tx.commit()?;
+        Ok(removed)
     }
 
     /// Removes what `opts` names, in one transaction.
