@@ -282,11 +282,12 @@ async fn sinks(State(state): State<AppState>) -> Json<Value> {
 
 /// The phonebook as vCards: the same cards the CardDAV sink writes.
 async fn contacts(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let (engine, feeds) = (state.engine.clone(), state.feeds.clone());
+    let (view, feeds) = (state.engine.view(), state.feeds.clone());
     let user = state.user_referee_number.clone();
+    // Building and digesting the phonebook is CPU work: off the async threads.
     let validated = tokio::task::spawn_blocking(move || {
         let now = chrono::Utc::now();
-        let book = crate::sinks::phonebook::phonebook(&engine.matches(), user.as_deref(), now);
+        let book = crate::sinks::phonebook::phonebook(&view.matches, user.as_deref(), now);
         let text = crate::sinks::phonebook::render_all(&book);
         feeds.contacts.validate(Arc::new(text), now)
     })
@@ -301,13 +302,10 @@ async fn contacts(State(state): State<AppState>, headers: HeaderMap) -> Result<R
 
 async fn metrics(State(state): State<AppState>) -> Response {
     let redis = state.subscriber.status();
-    let engine = state.engine.clone();
-    // Off the async threads: the engine's lock can be held by an apply waiting for SQLite.
-    let (matches, held) =
-        tokio::task::spawn_blocking(move || (engine.matches(), engine.pending_holds()))
-            .await
-            .unwrap_or_default();
-    let count = |p: Presence| matches.iter().filter(|m| m.presence == p).count();
+    // The view: no lock, no SQL, no copy of the matches.
+    let view = state.engine.view();
+    let held = view.pending_holds;
+    let count = |p: Presence| view.matches.iter().filter(|m| m.presence == p).count();
     let gauges = Gauges {
         redis_enabled: redis.enabled,
         redis_connected: redis.connected,
@@ -554,9 +552,10 @@ async fn matches(
         .limit
         .unwrap_or(MATCHES_PAGE_MAX)
         .clamp(1, MATCHES_PAGE_MAX);
-    let engine = state.engine.clone();
+    let view = state.engine.view();
+    // Serialising a page is CPU work: off the async threads, from the view (no copy).
     let body = tokio::task::spawn_blocking(move || {
-        let all = engine.matches();
+        let all = &view.matches;
         let total = all.len();
         let list: Vec<Value> = all
             .iter()
