@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use chrono::{TimeZone, Utc};
-use fogis_calendar_sync::ics::{render_calendar, FeedEvent, FeedOptions};
+use fogis_calendar_sync::render::ics::{render_calendar, FeedEvent, FeedOptions};
 use fogis_calendar_sync::reconcile::{plan, StoredMatch};
 use libfuzzer_sys::fuzz_target;
 

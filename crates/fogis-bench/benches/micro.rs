@@ -12,7 +12,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use fogis_bench::growth::{decode, engine};
 use fogis_bench::service::Service;
 use fogis_bench::workload::{fixture, fixtures_dir, list, Template};
-use fogis_calendar_sync::{ics, reconcile};
+use fogis_calendar_sync::{reconcile, render::ics};
 
 fn decode_fixtures(c: &mut Criterion) {
     let mut names: Vec<String> = std::fs::read_dir(fixtures_dir())

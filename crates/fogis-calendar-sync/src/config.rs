@@ -76,7 +76,7 @@ pub struct StateOpts {
     /// The event title: `{home}`, `{away}`, `{role}` (your own role, e.g. `Dom`, `AD1`; needs
     /// USER_REFEREE_NUMBER) and `{competition}` are filled in. A cancelled match's title starts
     /// with `INSTÄLLD: `, a postponed one's with `UPPSKJUTEN: `.
-    #[arg(long, env = "EVENT_TITLE", default_value = crate::title::DEFAULT_TEMPLATE)]
+    #[arg(long, env = "EVENT_TITLE", default_value = crate::render::title::DEFAULT_TEMPLATE)]
     pub event_title: String,
 }
 
@@ -279,7 +279,7 @@ pub struct ServeOpts {
     #[command(flatten)]
     pub google: crate::sinks::google::config::GoogleOpts,
     #[command(flatten)]
-    pub pull: crate::pull::PullOpts,
+    pub pull: crate::ingest::pull::PullOpts,
     /// Address the HTTP API listens on.
     #[arg(long, env = "BIND", default_value = "127.0.0.1:9083")]
     pub bind: SocketAddr,
@@ -324,8 +324,8 @@ pub struct ServeOpts {
 }
 
 impl ServeOpts {
-    pub fn http_limits(&self) -> crate::http_server::HttpLimits {
-        crate::http_server::HttpLimits {
+    pub fn http_limits(&self) -> crate::http::serve::HttpLimits {
+        crate::http::serve::HttpLimits {
             header_timeout: std::time::Duration::from_secs(self.http_header_timeout_seconds),
             request_timeout: std::time::Duration::from_secs(self.http_request_timeout_seconds),
             max_connections: self.http_max_connections,

@@ -11,6 +11,10 @@
 //! notices another process's commit, the engine publishes a new [`StateView`], which readers
 //! take without a lock or SQL ([`Engine::view`], [`Engine::watch`]).
 
+pub mod checkpoint;
+pub mod purge;
+pub mod view;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,11 +23,11 @@ use chrono::{DateTime, Duration, Utc};
 use fogis_pubsub::Snapshot;
 use serde::Serialize;
 
-use crate::held::Resolution;
-use crate::ics::{FeedEvent, FeedOptions};
+use crate::engine::view::{StateView, ViewWatch};
 use crate::reconcile::{self, Counts, Plan, Presence, StoredMatch};
+use crate::render::ics::{FeedEvent, FeedOptions};
+use crate::store::holds::Resolution;
 use crate::store::{CommitExtra, LogEntry, QuarantineEntry, Store, StoreError};
-use crate::view::{StateView, ViewWatch};
 
 /// How the engine places and shows events.
 #[derive(Debug, Clone)]
@@ -34,11 +38,11 @@ pub struct EngineSettings {
     pub reminder_minutes: Option<u32>,
     pub calendar_name: String,
     /// The guard against emptying the calendar.
-    pub hold: crate::held::HoldPolicy,
+    pub hold: crate::store::holds::HoldPolicy,
     /// Largest list accepted.
     pub max_matches: usize,
     /// `EVENT_TITLE`.
-    pub title: crate::title::TitleTemplate,
+    pub title: crate::render::title::TitleTemplate,
 }
 
 /// What became of one snapshot that was not refused: decided once, in
@@ -53,7 +57,7 @@ pub enum Outcome {
     Duplicate,
     /// A catch-up copy older than the list last applied: skipped.
     Stale,
-    /// Kept back by the guard (see [`crate::held`]); the counts say what it would do.
+    /// Kept back by the guard (see [`crate::store::holds`]); the counts say what it would do.
     Held(HeldInfo),
 }
 
@@ -110,7 +114,7 @@ pub struct ApplyMode {
     /// applied last. Live pub/sub lists and stream entries are never skipped for their
     /// timestamp: they arrive in publish order, and the publisher's clock may step back.
     pub catch_up: bool,
-    /// A pulled list ([`crate::pull`]): skipped as stale when a list from another source was
+    /// A pulled list ([`crate::ingest::pull`]): skipped as stale when a list from another source was
     /// applied since [`Engine::live_applied`] said this (the pull may be older than that one).
     pub unless_live_since: Option<u64>,
 }
@@ -297,7 +301,8 @@ impl Engine {
             self.publish(&inner);
         }
         // Still under the lock: a pull applying after this sees it.
-        if keep && applied.outcome == Outcome::Applied && origin != crate::held::PULL_ORIGIN {
+        if keep && applied.outcome == Outcome::Applied && origin != crate::store::holds::PULL_ORIGIN
+        {
             self.live_applied.fetch_add(1, Ordering::AcqRel);
         }
         Ok(applied)
@@ -401,7 +406,7 @@ impl Engine {
         let mut resolution = Resolution {
             by: origin,
             hold: None,
-            only_from: (origin == crate::held::PULL_ORIGIN).then_some(origin),
+            only_from: (origin == crate::store::holds::PULL_ORIGIN).then_some(origin),
         };
         if let Some(id) = mode.operator_applies {
             resolution.hold = Some((id, "applied"));
@@ -482,7 +487,7 @@ impl Engine {
         let repeat = inner
             .store
             .pending_hold_of(snapshot)?
-            .filter(|(_, held_origin)| !crate::held::independent(origin, held_origin));
+            .filter(|(_, held_origin)| !crate::store::holds::independent(origin, held_origin));
         let id = match repeat {
             Some((id, _)) => {
                 inner.store.count_repeat(id)?;
@@ -535,7 +540,7 @@ impl Engine {
     }
 
     /// The newest holds, pending first.
-    pub fn holds(&self) -> Result<Vec<crate::held::Held>, StoreError> {
+    pub fn holds(&self) -> Result<Vec<crate::store::holds::Held>, StoreError> {
         self.lock().store.holds(50)
     }
 

@@ -14,35 +14,17 @@
 //! The service is a library: [`run`] takes its configuration, a bound listener and a shutdown
 //! token, so tests start it on port 0 and stop it explicitly.
 
-pub mod auth;
-pub mod checkpoint;
 pub mod config;
 pub mod engine;
-pub mod feed_cache;
-pub mod files;
-pub mod group_owner;
-pub mod held;
-pub mod http_server;
-pub mod ics;
-pub mod instance;
+pub mod http;
+pub mod ingest;
 pub mod mask;
-pub mod metrics;
 pub mod model;
 pub mod outbound;
-pub mod outbox;
-pub mod pipeline;
-pub mod pull;
-pub mod purge;
 pub mod reconcile;
-pub mod remote;
-pub mod server;
+pub mod render;
 pub mod sinks;
-pub mod state_health;
-pub mod status_page;
 pub mod store;
-pub mod title;
-pub mod trigger;
-pub mod view;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -144,12 +126,15 @@ pub fn engine_settings(opts: &StateOpts) -> EngineSettings {
         match_duration: Duration::minutes(i64::from(opts.match_duration_minutes)),
         reminder_minutes: (opts.reminder_minutes > 0).then_some(opts.reminder_minutes),
         calendar_name: opts.calendar_name.clone(),
-        hold: held::HoldPolicy {
+        hold: store::holds::HoldPolicy {
             withdraw_share: opts.hold_withdraw_share.clamp(0.0, 1.0),
             min_withdrawals: opts.hold_min_withdrawals,
         },
         max_matches: opts.max_matches_per_snapshot,
-        title: title::TitleTemplate::new(&opts.event_title, opts.user_referee_number.as_deref()),
+        title: render::title::TitleTemplate::new(
+            &opts.event_title,
+            opts.user_referee_number.as_deref(),
+        ),
     }
 }
 
@@ -232,14 +217,14 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let access = auth::policy(&opts, listener.local_addr()?)?;
+    let access = http::auth::policy(&opts, listener.local_addr()?)?;
     let kinds = sink_kinds(&opts)?;
     let state_opts = opts.state.clone();
     // One `serve` per DATA_DIR, held until `run` returns.
     let (_lock, engine, ledger) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        let lock = files::ServeLock::acquire(&state_opts.data_dir)?;
+        let lock = store::files::ServeLock::acquire(&state_opts.data_dir)?;
         let engine = open_engine(&state_opts)?;
-        checkpoint::tune(&engine);
+        engine::checkpoint::tune(&engine);
         // The sinks' ledgers have a connection of their own: their writes never wait for the
         // engine's lock, and the engine's never for theirs.
         let ledger = Store::open_dir(&state_opts.data_dir)?;
@@ -251,13 +236,13 @@ pub async fn run(
     let mut redis_opts = opts.redis.clone();
     if redis_opts.durable.stream().is_some() && redis_opts.enabled() {
         let e = engine.clone();
-        let id = tokio::task::spawn_blocking(move || instance::state_id(&e)).await??;
+        let id = tokio::task::spawn_blocking(move || ingest::instance::state_id(&e)).await??;
         if redis_opts.consumer_group().is_none() {
-            redis_opts.redis_consumer_group = Some(instance::default_group(&id));
+            redis_opts.redis_consumer_group = Some(ingest::instance::default_group(&id));
         }
         let config = redis_opts.subscriber_config()?;
         if let Some(stream) = &config.stream {
-            group_owner::claim(&config.redis_url, &stream.key, &stream.group, &id).await?;
+            ingest::group_owner::claim(&config.redis_url, &stream.key, &stream.group, &id).await?;
         }
     }
     let tracker = tokio_util::task::TaskTracker::new();
@@ -266,14 +251,14 @@ pub async fn run(
     let sinks = sinks::Sinks::start(kinds, &context, &tracker, &sinks_shutdown);
     tracker.spawn(follow_other_writers(engine.clone(), sinks_shutdown.clone()));
     if opts.archive_retention_days > 0 || opts.max_archived_matches > 0 {
-        tracker.spawn(purge::retention_loop(
+        tracker.spawn(engine::purge::retention_loop(
             opts.state.data_dir.clone(),
             opts.archive_retention_days,
             opts.max_archived_matches,
             sinks_shutdown.clone(),
         ));
     }
-    let metrics = Arc::new(metrics::Metrics::default());
+    let metrics = Arc::new(ingest::metrics::Metrics::default());
     let sub_config = redis_opts.subscriber_config()?;
     if let Some(stream) = &sub_config.stream {
         tracing::info!(stream = %stream.key, group = %stream.group, consumer = %stream.consumer, "reading the stream");
@@ -287,15 +272,15 @@ pub async fn run(
     } else {
         tracing::info!("Redis pub/sub disabled (REDIS_PUBSUB_ENABLED / REDIS_ENABLED): HTTP only");
     }
-    let pull = pull::Pull::new(&opts.pull, opts.max_body_bytes)?;
+    let pull = ingest::pull::Pull::new(&opts.pull, opts.max_body_bytes)?;
     let subscriber = fogis_pubsub::drive(
         sub_config,
-        pipeline::CalendarTarget::new(engine.clone(), metrics.clone()).with_pull(pull.clone()),
+        ingest::redis::CalendarTarget::new(engine.clone(), metrics.clone()).with_pull(pull.clone()),
     );
     let pull_shutdown = shutdown.child_token();
     pull.start(engine.clone(), &tracker, pull_shutdown.clone());
     let addr = listener.local_addr()?;
-    let state = server::AppState {
+    let state = http::api::AppState {
         engine,
         metrics,
         subscriber: subscriber.clone(),
@@ -306,15 +291,15 @@ pub async fn run(
         max_body_bytes: opts.max_body_bytes,
         started: Instant::now(),
         pull,
-        triggers: Arc::new(trigger::RateLimit::default()),
+        triggers: Arc::new(http::trigger::RateLimit::default()),
         feeds: Arc::default(),
     };
     tracing::info!(%addr, data_dir = %opts.state.data_dir.display(), "fogis-calendar-sync listening");
-    let app = auth::protect(
-        server::router(state).merge(fogis_pubsub::http::routes(subscriber.clone())),
+    let app = http::auth::protect(
+        http::api::router(state).merge(fogis_pubsub::http::routes(subscriber.clone())),
         access,
     );
-    let served = http_server::serve(listener, app, shutdown.clone(), opts.http_limits()).await;
+    let served = http::serve::serve(listener, app, shutdown.clone(), opts.http_limits()).await;
     subscriber.shutdown();
     subscriber.join().await;
     pull_shutdown.cancel();

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use fogis_calendar_sync::config::{LogFormat, ServeOpts, StateOpts};
-use fogis_calendar_sync::{apply_bytes, mask::MaskingWriter, open_engine, remote, server};
+use fogis_calendar_sync::{apply_bytes, http::api as server, mask::MaskingWriter, open_engine};
+
+mod remote;
 use tokio_util::sync::CancellationToken;
 
 /// A football referee's calendar that follows FOGIS in real time.
@@ -331,7 +333,7 @@ fn purge(
     if older_than_days.is_none() && !inputs && !everything {
         anyhow::bail!("say what to purge: --older-than-days N, --inputs or --everything");
     }
-    let opts = fogis_calendar_sync::purge::PurgeOptions {
+    let opts = fogis_calendar_sync::engine::purge::PurgeOptions {
         matches_before: older_than_days
             .map(|d| chrono::Utc::now() - chrono::Duration::days(i64::from(d))),
         inputs,

@@ -16,7 +16,7 @@ pub fn base_url(bind: &std::net::SocketAddr) -> String {
 }
 
 fn client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
-    Ok(crate::outbound::client(timeout).build()?)
+    Ok(fogis_calendar_sync::outbound::client(timeout).build()?)
 }
 
 /// True when `GET {base}/health` answers 200 within `timeout`.

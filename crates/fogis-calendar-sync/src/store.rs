@@ -9,6 +9,10 @@
 //! killed (it is in the WAL, which the OS holds); only a power loss may drop the last commits.
 //! Every snapshot is applied in one transaction.
 
+pub mod files;
+pub mod holds;
+pub mod ledger;
+
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -80,7 +84,7 @@ pub struct Store {
 impl Store {
     /// Opens (creating when missing) `dir/state.db`.
     /// Opens `dir/state.db`; the directory is made 0700 and the state files 0600, whatever the
-    /// umask (see [`crate::files`]).
+    /// umask (see [`crate::store::files`]).
     pub fn open_dir(dir: &Path) -> Result<Store, StoreError> {
         let db = dir.join("state.db");
         let private = |path: &Path, r: std::io::Result<()>| {
@@ -89,12 +93,12 @@ impl Store {
                 source,
             })
         };
-        private(dir, crate::files::private_dir(dir))?;
-        private(&db, crate::files::private_file(&db))?;
+        private(dir, crate::store::files::private_dir(dir))?;
+        private(&db, crate::store::files::private_file(&db))?;
         let store = Store::open(&db)?;
         for suffix in ["-wal", "-shm"] {
             let side = dir.join(format!("state.db{suffix}"));
-            private(&side, crate::files::private_if_exists(&side))?;
+            private(&side, crate::store::files::private_if_exists(&side))?;
         }
         Ok(store)
     }
@@ -515,7 +519,7 @@ pub struct CommitExtra<'a> {
     /// `meta` rows to set.
     pub meta: Vec<(&'a str, String)>,
     /// Resolve every pending hold so (a normal list supersedes them).
-    pub resolve_holds: Option<crate::held::Resolution<'a>>,
+    pub resolve_holds: Option<crate::store::holds::Resolution<'a>>,
 }
 
 fn set_meta(conn: &Connection, key: &str, value: &str) -> Result<(), StoreError> {
@@ -584,5 +588,4 @@ fn parse_time(s: &str) -> Option<DateTime<Utc>> {
 }
 
 #[cfg(test)]
-#[path = "store_tests.rs"]
 mod tests;

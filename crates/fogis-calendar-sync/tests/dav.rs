@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use fogis_calendar_sync::ics::{render_single, uid, FeedEvent, FeedOptions};
+use fogis_calendar_sync::render::ics::{render_single, uid, FeedEvent, FeedOptions};
+use fogis_calendar_sync::render::phonebook::Contact;
+use fogis_calendar_sync::render::vcard::render_vcard;
 use fogis_calendar_sync::sinks::dav::{DavClient, DavError, Precondition};
-use fogis_calendar_sync::sinks::phonebook::Contact;
-use fogis_calendar_sync::sinks::vcard::render_vcard;
 use radicale::Radicale;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -197,7 +197,7 @@ async fn a_changed_list_shows_exactly_its_changes() {
     assert_eq!(moved.alarm_trigger.as_deref(), Some("-PT2880M"));
     assert!(!events
         .iter()
-        .any(|e| e.uid == fogis_calendar_sync::ics::uid(7_000_002)));
+        .any(|e| e.uid == fogis_calendar_sync::render::ics::uid(7_000_002)));
 
     // Applying it once more (new id, same content) changes nothing.
     next["message_id"] = json!("third");

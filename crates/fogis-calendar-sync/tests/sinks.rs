@@ -164,7 +164,7 @@ async fn calendar_and_address_book_follow_the_snapshots() {
     let remote = remote_events(&cal).await;
     assert_eq!(remote, feed_events(&svc).await);
     assert_eq!(remote.len(), 3, "the withdrawn match is gone: {remote:?}");
-    let cancelled = &remote[&fogis_calendar_sync::ics::uid(7_000_003)];
+    let cancelled = &remote[&fogis_calendar_sync::render::ics::uid(7_000_003)];
     assert_eq!(cancelled.1, "STATUS:CANCELLED");
     // What FOGIS says shows in a phone's list view too, and a cancelled match rings no alarm.
     let mut bodies = Vec::new();
@@ -173,7 +173,7 @@ async fn calendar_and_address_book_follow_the_snapshots() {
     }
     let cancelled_body = bodies
         .iter()
-        .find(|b| b.contains(&fogis_calendar_sync::ics::uid(7_000_003)))
+        .find(|b| b.contains(&fogis_calendar_sync::render::ics::uid(7_000_003)))
         .unwrap();
     assert!(
         cancelled_body.contains("SUMMARY:INSTÄLLD: Home 3 - Away 3"),
@@ -269,7 +269,7 @@ async fn an_event_already_carrying_our_uid_is_adopted_not_duplicated() {
     // Written earlier under a foreign name, with a stale title.
     let foreign = format!(
         "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//old//EN\r\nBEGIN:VEVENT\r\nUID:{}\r\nDTSTAMP:20250101T000000Z\r\nDTSTART:20250101T120000Z\r\nSUMMARY:old title\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
-        fogis_calendar_sync::ics::uid(7_000_000)
+        fogis_calendar_sync::render::ics::uid(7_000_000)
     );
     cal.put(
         "old-name.ics",

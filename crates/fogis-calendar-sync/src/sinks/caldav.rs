@@ -13,12 +13,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::ics;
-use crate::outbox::SinkItem;
+use crate::engine::view::StateView;
+use crate::render::ics;
 use crate::sinks::dav::{DavClient, DavError};
 use crate::sinks::plan::{self, Step};
 use crate::sinks::{known_of, write_over, Planned, SinkContext, SinkError, CALDAV};
-use crate::view::StateView;
+use crate::store::ledger::SinkItem;
 
 const CONTENT_TYPE: &str = "text/calendar; charset=utf-8";
 

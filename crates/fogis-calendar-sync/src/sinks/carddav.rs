@@ -1,5 +1,5 @@
 //! The CardDAV phonebook sink: every other referee the user shares a match with is one vCard
-//! ([`crate::sinks::phonebook`]), written to one address book.
+//! ([`crate::render::phonebook`]), written to one address book.
 //!
 //! Each pass builds the phonebook from the view of the state and plans it against the ledger
 //! ([`crate::sinks::plan`]): cards whose content changed (by hash) are written, cards of people
@@ -15,14 +15,14 @@ use std::time::Duration;
 use chrono::Utc;
 use sha2::{Digest, Sha256};
 
-use crate::outbox::SinkItem;
+use crate::engine::view::StateView;
+use crate::render::phonebook::phonebook;
+use crate::render::vcard::render_vcard_as;
 use crate::sinks::caldav::delete_ours;
 use crate::sinks::dav::{DavClient, DavError};
-use crate::sinks::phonebook::phonebook;
 use crate::sinks::plan::{self, Step};
-use crate::sinks::vcard::render_vcard_as;
 use crate::sinks::{hex, known_of, write_over, Planned, SinkContext, SinkError, CARDDAV};
-use crate::view::StateView;
+use crate::store::ledger::SinkItem;
 use fogis_dav::VcardVersion;
 
 const CONTENT_TYPE: &str = "text/vcard; charset=utf-8";

@@ -13,11 +13,11 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::config::Secret;
-use crate::outbox::SinkItem;
+use crate::engine::view::StateView;
 use crate::sinks::dav::DavError;
 use crate::sinks::plan::{self, Known, Step};
 use crate::sinks::{Planned, SinkContext, SinkError, FORWARD, SNAPSHOT_KEY};
-use crate::view::StateView;
+use crate::store::ledger::SinkItem;
 
 /// Posts lists to one URL.
 #[derive(Debug)]

@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::plan::{Plan, Step};
 use super::{backoff, SinkContext, SinkError, SinkKind, StatusCell};
-use crate::outbox::SinkFailure;
-use crate::view::StateView;
+use crate::engine::view::StateView;
+use crate::store::ledger::SinkFailure;
 
 /// One pass: plan against the ledger, then execute.
 async fn pass(
@@ -298,12 +298,12 @@ mod tests {
             match_duration: chrono::Duration::minutes(90),
             reminder_minutes: None,
             calendar_name: "test".into(),
-            hold: crate::held::HoldPolicy {
+            hold: crate::store::holds::HoldPolicy {
                 withdraw_share: 0.5,
                 min_withdrawals: 3,
             },
             max_matches: 100,
-            title: crate::title::TitleTemplate::default(),
+            title: crate::render::title::TitleTemplate::default(),
         };
         let view = StateView::new(0, 1, vec![], 0, Arc::new(settings));
         let (_, watch) = tokio::sync::watch::channel(Arc::new(view));

@@ -57,7 +57,7 @@ pub fn state_opts(dir: &Path) -> StateOpts {
         hold_min_withdrawals: 2,
         max_matches_per_snapshot: 5000,
         user_referee_number: None,
-        event_title: fogis_calendar_sync::title::DEFAULT_TEMPLATE.into(),
+        event_title: fogis_calendar_sync::render::title::DEFAULT_TEMPLATE.into(),
     }
 }
 
@@ -92,7 +92,7 @@ pub fn serve_opts(dir: &Path) -> ServeOpts {
         redis: redis_opts(None),
         sinks: SinkOpts::none(),
         google: fogis_calendar_sync::sinks::google::config::GoogleOpts::none(),
-        pull: fogis_calendar_sync::pull::PullOpts::none(),
+        pull: fogis_calendar_sync::ingest::pull::PullOpts::none(),
         bind: "127.0.0.1:0".parse().unwrap(),
         api_token: None,
         feed_token: None,
@@ -282,7 +282,7 @@ pub fn parse_feed(text: &str) -> Vec<ParsedEvent> {
 }
 
 pub fn event(events: &[ParsedEvent], match_id: i64) -> &ParsedEvent {
-    let uid = fogis_calendar_sync::ics::uid(match_id);
+    let uid = fogis_calendar_sync::render::ics::uid(match_id);
     events
         .iter()
         .find(|e| e.uid == uid)

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::Value;
 
 use super::event::{event_id, CANCELLED_PREFIX};
-use crate::outbox::SinkItem;
+use crate::store::ledger::SinkItem;
 
 /// What the sink knows of the event bound to a match.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,11 +19,11 @@ use super::adopt::{self, Binding, State};
 use super::api::{path_segment, Api, Reply};
 use super::config::CancelledPolicy;
 use super::event::{self, event_id, Desired};
-use crate::outbox::SinkItem;
+use crate::engine::view::StateView;
 use crate::reconcile::StoredMatch;
 use crate::sinks::plan::{self, Known, Step};
 use crate::sinks::{Planned, SinkContext, SinkError, GOOGLE_CALENDAR};
-use crate::view::StateView;
+use crate::store::ledger::SinkItem;
 
 /// Most pages one listing reads (2500 events each): a guard against a looping page token.
 const MAX_PAGES: usize = 400;

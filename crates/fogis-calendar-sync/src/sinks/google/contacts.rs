@@ -19,11 +19,11 @@ use serde_json::{json, Value};
 
 use super::api::{Api, Reply};
 use super::person::{self, Found, Index, Owned, GROUP_NAME};
-use crate::outbox::SinkItem;
-use crate::sinks::phonebook::{phonebook, Contact};
+use crate::engine::view::StateView;
+use crate::render::phonebook::{phonebook, Contact};
 use crate::sinks::plan::{self, Step};
 use crate::sinks::{known_of, Planned, SinkContext, SinkError, GOOGLE_CONTACTS, PHONEBOOK_KEY};
-use crate::view::StateView;
+use crate::store::ledger::SinkItem;
 
 const MAX_PAGES: usize = 1000;
 

@@ -10,13 +10,13 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::hash::{calendar_hash, is_raw_fogis};
+use crate::engine::view::StateView;
 use crate::reconcile::StoredMatch;
-use crate::view::StateView;
 
 /// The deployed service's tag on every event it writes.
 pub const SYNC_TAG: &str = "FOGIS_CALENDAR_SYNC";
-/// Title prefix of a cancelled match that is kept (the feed's, [`crate::title`]).
-pub use crate::title::CANCELLED_PREFIX;
+/// Title prefix of a cancelled match that is kept (the feed's, [`crate::render::title`]).
+pub use crate::render::title::CANCELLED_PREFIX;
 
 /// The event id we give a match's event: `fogis{matchid}` (base32hex: `a-v`, `0-9`, 5 or more
 /// characters), so an insert that is repeated, or meets the tombstone of a deleted event,

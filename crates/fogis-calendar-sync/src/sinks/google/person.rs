@@ -15,8 +15,8 @@ use std::collections::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::sinks::phonebook::Contact;
-use crate::sinks::vcard::normalize_phone;
+use crate::render::phonebook::Contact;
+use crate::render::vcard::normalize_phone;
 
 /// The group every referee contact is in.
 pub const GROUP_NAME: &str = "Referees";

@@ -253,10 +253,10 @@ pub fn parse_expiry(s: &str) -> Option<DateTime<Utc>> {
 }
 
 /// Writes `bytes` to `path` so that a reader sees the old file or the new one, never half of
-/// one: [`crate::files::write_atomic`] (random `create_new` temporary file, mode 0600, no
+/// one: [`crate::store::files::write_atomic`] (random `create_new` temporary file, mode 0600, no
 /// symlink followed, directory synced).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    crate::files::write_atomic(path, bytes)
+    crate::store::files::write_atomic(path, bytes)
 }
 
 #[cfg(test)]

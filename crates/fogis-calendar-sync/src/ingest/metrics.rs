@@ -124,7 +124,7 @@ pub struct Metrics {
     /// The same lags, the most recent ones, for exact quantiles.
     pub recent_lag: Recent,
     /// Whether the state could be written the last time a list was applied.
-    pub state: crate::state_health::StateHealth,
+    pub state: crate::ingest::state_health::StateHealth,
 }
 
 /// Values read from elsewhere at scrape time.

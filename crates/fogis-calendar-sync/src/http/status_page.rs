@@ -22,8 +22,8 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use fogis_pubsub::SubscriberStatus;
 
+use crate::http::api::{constant_time_eq, may_see_personal_data, ApiError, AppState, TokenQuery};
 use crate::reconcile::StoredMatch;
-use crate::server::{constant_time_eq, may_see_personal_data, ApiError, AppState, TokenQuery};
 use crate::sinks::SinkStatus;
 use crate::store::LogEntry;
 pub use agenda::AgendaContext;
@@ -44,7 +44,7 @@ pub struct View {
     pub log: Result<Vec<LogEntry>, String>,
     pub sinks: Vec<SinkStatus>,
     /// The FOGIS pull source.
-    pub pull: crate::pull::PullStatus,
+    pub pull: crate::ingest::pull::PullStatus,
 }
 
 /// The subscribe links, built from the request.

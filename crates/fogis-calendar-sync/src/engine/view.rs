@@ -11,8 +11,8 @@ use chrono::Utc;
 use tokio::sync::watch;
 
 use crate::engine::EngineSettings;
-use crate::ics::{self, FeedEvent, FeedOptions};
 use crate::reconcile::StoredMatch;
+use crate::render::ics::{self, FeedEvent, FeedOptions};
 
 /// One committed state.
 #[derive(Debug)]

@@ -18,7 +18,7 @@ use fogis_pubsub::{Address, Referee};
 use sha2::{Digest, Sha256};
 
 use crate::reconcile::StoredMatch;
-use crate::sinks::vcard::{normalize_phone, render_vcard};
+use crate::render::vcard::{normalize_phone, render_vcard};
 
 /// One person in the phonebook.
 #[derive(Debug, Clone, PartialEq)]

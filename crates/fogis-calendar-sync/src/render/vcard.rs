@@ -1,10 +1,10 @@
 //! vCard 4.0 (RFC 6350), or 3.0 (RFC 2426) for address books that take only that, for the referee
-//! phonebook, written straight to text like [`crate::ics`].
+//! phonebook, written straight to text like [`crate::render::ics`].
 //!
 //! A card is rendered only from a [`Contact`], so the output is deterministic: the same state
 //! gives the same bytes, and a sink can tell "unchanged" from a hash. The rules phones and
 //! servers are strict about are kept: CRLF line ends, lines folded at 75 octets between UTF-8
-//! characters ([`crate::ics::fold_line`]), and every value escaped ([`crate::ics::escape_text`]
+//! characters ([`crate::render::ics::fold_line`]), and every value escaped ([`crate::render::ics::escape_text`]
 //! escapes `\`, `,`, `;` and newlines and drops other control characters), which is also what
 //! the structured values `N` and `ADR` need, where `;` separates components and `,` values.
 //!
@@ -14,8 +14,8 @@
 
 use fogis_dav::VcardVersion;
 
-use crate::ics::{escape_text, fold_line};
-use crate::sinks::phonebook::Contact;
+use crate::render::ics::{escape_text, fold_line};
+use crate::render::phonebook::Contact;
 
 const PRODID: &str = "-//fogis-calendar-sync//EN";
 /// Shorter numbers are extensions or typos, not something to call.

@@ -6,7 +6,7 @@
 //! be written (SQLite busy past its timeout, a full disk, an I/O error), or whose apply
 //! panicked, answers [`HandlerOutcome::Retry`]: the stream entry stays pending and a pub/sub
 //! snapshot stays in the subscriber's slot, both tried again after a backoff; `/health` shows
-//! it meanwhile ([`crate::state_health`]).
+//! it meanwhile ([`crate::ingest::state_health`]).
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,8 +19,8 @@ use fogis_pubsub::{
 use tokio::runtime::{Handle, RuntimeFlavor};
 
 use crate::engine::{ApplyError, Engine, Outcome};
+use crate::ingest::metrics::Metrics;
 use crate::mask::mask_pii;
-use crate::metrics::Metrics;
 
 /// Applies snapshots from Redis to the engine.
 #[derive(Debug)]
@@ -30,7 +30,7 @@ pub struct CalendarTarget {
     /// Number of applied syncs, for the "sync #n applied" log line.
     syncs: AtomicU64,
     /// Asked for a pull whenever pub/sub may have lost something.
-    pull: crate::pull::Pull,
+    pull: crate::ingest::pull::Pull,
 }
 
 impl CalendarTarget {
@@ -39,12 +39,12 @@ impl CalendarTarget {
             engine,
             metrics,
             syncs: AtomicU64::new(0),
-            pull: crate::pull::Pull::disabled(),
+            pull: crate::ingest::pull::Pull::disabled(),
         }
     }
 
     /// Asks `pull` for FOGIS's own list after every (re)subscription and lost publish.
-    pub fn with_pull(mut self, pull: crate::pull::Pull) -> Self {
+    pub fn with_pull(mut self, pull: crate::ingest::pull::Pull) -> Self {
         self.pull = pull;
         self
     }
@@ -174,7 +174,7 @@ impl SyncTarget for CalendarTarget {
     fn on_connected(&self, reconnect: bool) -> BoxFuture<'_, ()> {
         // The first subscription too: what was published between the start pull and it is
         // gone. The pull runs on its own task, rate-limited; this never waits for it.
-        if self.pull.trigger(crate::pull::Trigger::Reconnect) {
+        if self.pull.trigger(crate::ingest::pull::Trigger::Reconnect) {
             tracing::debug!(
                 reconnect,
                 "subscribed: a pull from the fogis-api-client service is due"
@@ -184,7 +184,7 @@ impl SyncTarget for CalendarTarget {
     }
 
     fn on_publish_lost(&self, _status: StatusUpdate) -> BoxFuture<'_, ()> {
-        if self.pull.trigger(crate::pull::Trigger::LostPublish) {
+        if self.pull.trigger(crate::ingest::pull::Trigger::LostPublish) {
             tracing::info!("a lost publish: pulling the list from the fogis-api-client service");
         }
         Box::pin(std::future::ready(()))

@@ -1,5 +1,5 @@
 //! The HTTP API: routes and the one place where errors become status codes. Who may call which
-//! route is decided once, for the whole merged app, in [`crate::auth`]; no handler checks a token.
+//! route is decided once, for the whole merged app, in [`crate::http::auth`]; no handler checks a token.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use crate::config::Secret;
 use crate::engine::{Applied, ApplyError, Engine, Outcome};
-use crate::metrics::{Gauges, Metrics};
+use crate::ingest::metrics::{Gauges, Metrics};
 use crate::reconcile::{Presence, StoredMatch};
 use fogis_pubsub::SubscriberHandle;
 
@@ -33,11 +33,11 @@ pub struct AppState {
     pub max_body_bytes: usize,
     pub started: Instant,
     /// The FOGIS pull source (disabled without `FOGIS_API_CLIENT_URL`).
-    pub pull: crate::pull::Pull,
-    /// The rate of the body-less `POST /sync` trigger (see [`crate::trigger`]).
-    pub triggers: Arc<crate::trigger::RateLimit>,
+    pub pull: crate::ingest::pull::Pull,
+    /// The rate of the body-less `POST /sync` trigger (see [`crate::http::trigger`]).
+    pub triggers: Arc<crate::http::trigger::RateLimit>,
     /// The feeds' validators (ETag, Last-Modified).
-    pub feeds: Arc<crate::feed_cache::Feeds>,
+    pub feeds: Arc<crate::http::feeds::Feeds>,
 }
 
 /// Errors a request can end in. The only place they become HTTP answers is `into_response`.
@@ -89,7 +89,7 @@ impl IntoResponse for ApiError {
         if status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut().insert(
                 header::RETRY_AFTER,
-                HeaderValue::from(crate::state_health::RETRY_AFTER_SECONDS),
+                HeaderValue::from(crate::ingest::state_health::RETRY_AFTER_SECONDS),
             );
         }
         resp
@@ -100,7 +100,7 @@ impl IntoResponse for ApiError {
 pub fn router(state: AppState) -> Router {
     let limit = state.max_body_bytes;
     Router::new()
-        .route("/", get(crate::status_page::page))
+        .route("/", get(crate::http::status_page::page))
         .route("/health", get(health))
         .route("/sync", post(sync))
         .route("/manual-sync", post(sync))
@@ -126,7 +126,7 @@ fn compression() -> tower_http::compression::CompressionLayer {
 /// body otherwise; the validators either way.
 fn feed_response(
     headers: &HeaderMap,
-    v: crate::feed_cache::Validated,
+    v: crate::http::feeds::Validated,
     content_type: &'static str,
 ) -> Response {
     let validators = [
@@ -134,7 +134,7 @@ fn feed_response(
         (header::LAST_MODIFIED, v.last_modified_header()),
         (header::CACHE_CONTROL, "no-cache".to_string()),
     ];
-    if crate::feed_cache::not_modified(headers, &v, chrono::Utc::now()) {
+    if crate::http::feeds::not_modified(headers, &v, chrono::Utc::now()) {
         // The compression layer adds `Vary` to bodies it may compress; a 304 has none, and
         // must still say what a 200 would (RFC 9110 15.4.5).
         let vary = [(header::VARY, "accept-encoding")];
@@ -287,8 +287,8 @@ async fn contacts(State(state): State<AppState>, headers: HeaderMap) -> Result<R
     // Building and digesting the phonebook is CPU work: off the async threads.
     let validated = tokio::task::spawn_blocking(move || {
         let now = chrono::Utc::now();
-        let book = crate::sinks::phonebook::phonebook(&view.matches, user.as_deref(), now);
-        let text = crate::sinks::phonebook::render_all(&book);
+        let book = crate::render::phonebook::phonebook(&view.matches, user.as_deref(), now);
+        let text = crate::render::phonebook::render_all(&book);
         feeds.contacts.validate(Arc::new(text), now)
     })
     .await
@@ -334,7 +334,10 @@ async fn sync(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    if body.as_ref().is_ok_and(|b| crate::trigger::is_trigger(b)) {
+    if body
+        .as_ref()
+        .is_ok_and(|b| crate::http::trigger::is_trigger(b))
+    {
         return sync_trigger(&state);
     }
     let engine = state.engine.clone();
@@ -397,7 +400,9 @@ fn sync_trigger(state: &AppState) -> Result<Response, ApiError> {
     state.metrics.count_message("http", "trigger");
     // "Sync now": with a pull source, that is what it does (merged with other events, at most
     // one pull per 10 s; the pull runs on its own task, this never waits for it).
-    let pull_started = state.pull.trigger(crate::pull::Trigger::SyncRequest);
+    let pull_started = state
+        .pull
+        .trigger(crate::ingest::pull::Trigger::SyncRequest);
     let message = if pull_started {
         tracing::info!("sync trigger received (POST /sync without a match list): pulling the list from the fogis-api-client service");
         "no match list in the request: a pull of FOGIS's own list from the fogis-api-client service was started"

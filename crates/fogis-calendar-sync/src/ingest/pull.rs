@@ -37,11 +37,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::engine::{Applied, ApplyError, ApplyMode, Engine, Outcome};
-use crate::metrics::Histogram;
+use crate::ingest::metrics::Histogram;
 pub use fetch::{FetchError, Source};
 
 /// The origin of pulled lists in the sync log, the holds and the quarantine.
-pub const ORIGIN: &str = crate::held::PULL_ORIGIN;
+pub const ORIGIN: &str = crate::store::holds::PULL_ORIGIN;
 /// Event-driven pulls run at most once per this.
 pub const EVENT_GAP: Duration = Duration::from_secs(10);
 /// First retry after a failure.

@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use super::html::{esc, time_tag, when};
+use crate::ingest::pull::{PullResult, PullStatus};
 use crate::mask::mask_pii;
-use crate::pull::{PullResult, PullStatus};
 
 pub fn section(p: &PullStatus, now: DateTime<Utc>, tz: Tz, personal: bool) -> String {
     if !p.enabled {

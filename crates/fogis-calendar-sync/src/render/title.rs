@@ -5,7 +5,7 @@
 //! it, not only the event's status or description.
 
 use crate::model::MatchRecord;
-use crate::sinks::phonebook::clean_number;
+use crate::render::phonebook::clean_number;
 
 /// The deployed calendar service's title.
 pub const DEFAULT_TEMPLATE: &str = "{home} - {away}";

@@ -1,8 +1,8 @@
 //! Sinks: adapters that make a remote calendar, address book or service match the state.
 //!
 //! The engine knows no sink. Each configured sink runs one worker task that reconciles: on
-//! every new view of the state ([`crate::view`]), on an item's backoff and on its refresh timer,
-//! a pass plans what the state wants against the sink's own ledger ([`crate::outbox`]: remote
+//! every new view of the state ([`crate::engine::view`]), on an item's backoff and on its refresh timer,
+//! a pass plans what the state wants against the sink's own ledger ([`crate::store::ledger`]: remote
 //! name, ETag, content hash of what it wrote) with the pure [`plan::plan`], then executes the
 //! steps, writing idempotently (stable resource names and UIDs, `If-None-Match`/`If-Match`) and
 //! recording each result. A commit from any process (HTTP, Redis, the CLI's `sync FILE` and
@@ -21,9 +21,7 @@ pub mod carddav;
 pub mod dav;
 pub mod forward;
 pub mod google;
-pub mod phonebook;
 pub mod plan;
-pub mod vcard;
 mod worker;
 
 pub use worker::run;
@@ -36,9 +34,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::outbox::SinkItem;
+use crate::engine::view::{StateView, ViewWatch};
+use crate::store::ledger::SinkItem;
 use crate::store::{Store, StoreError};
-use crate::view::{StateView, ViewWatch};
 use dav::DavError;
 use plan::{Known, Plan};
 

@@ -2,7 +2,7 @@
 //!
 //! The group's position in the stream is the position of the state that consumes it: a second
 //! instance with a state of its own in the same group would be handed a different part of the
-//! entries, and the two calendars would diverge (see [`crate::instance`]). The default group
+//! entries, and the two calendars would diverge (see [`crate::ingest::instance`]). The default group
 //! is already the state's own; this guards an explicit `REDIS_CONSUMER_GROUP` given to two
 //! instances. At start the service writes its state id under
 //! `fogis:calendar-sync:group-owner:<stream>:<group>` with `SET NX` (no expiry: the binding lasts
