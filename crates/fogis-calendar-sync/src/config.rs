@@ -6,6 +6,11 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+pub mod google;
+
+/// The event title when `EVENT_TITLE` is not set.
+pub const DEFAULT_EVENT_TITLE: &str = "{home} - {away}";
+
 /// A secret that never shows itself in `Debug` output or logs.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -76,7 +81,7 @@ pub struct StateOpts {
     /// The event title: `{home}`, `{away}`, `{role}` (your own role, e.g. `Dom`, `AD1`; needs
     /// USER_REFEREE_NUMBER) and `{competition}` are filled in. A cancelled match's title starts
     /// with `INSTÄLLD: `, a postponed one's with `UPPSKJUTEN: `.
-    #[arg(long, env = "EVENT_TITLE", default_value = crate::render::title::DEFAULT_TEMPLATE)]
+    #[arg(long, env = "EVENT_TITLE", default_value = DEFAULT_EVENT_TITLE)]
     pub event_title: String,
 }
 
@@ -277,9 +282,9 @@ pub struct ServeOpts {
     #[command(flatten)]
     pub sinks: SinkOpts,
     #[command(flatten)]
-    pub google: crate::sinks::google::config::GoogleOpts,
+    pub google: google::GoogleOpts,
     #[command(flatten)]
-    pub pull: crate::ingest::pull::PullOpts,
+    pub pull: PullOpts,
     /// Address the HTTP API listens on.
     #[arg(long, env = "BIND", default_value = "127.0.0.1:9083")]
     pub bind: SocketAddr,
@@ -323,12 +328,37 @@ pub struct ServeOpts {
     pub http_max_connections: usize,
 }
 
-impl ServeOpts {
-    pub fn http_limits(&self) -> crate::http::serve::HttpLimits {
-        crate::http::serve::HttpLimits {
-            header_timeout: std::time::Duration::from_secs(self.http_header_timeout_seconds),
-            request_timeout: std::time::Duration::from_secs(self.http_request_timeout_seconds),
-            max_connections: self.http_max_connections,
+/// Options of the pull source.
+#[derive(Debug, Clone, Args)]
+pub struct PullOpts {
+    /// The stack's fogis-api-client service (`http://fogis-api-client-service:8080`): the
+    /// referee's list is pulled from its `GET /matches` (unset or empty: no pulls).
+    #[arg(long, env = "FOGIS_API_CLIENT_URL")]
+    pub fogis_api_client_url: Option<String>,
+    /// Seconds between two pulls (0: only at start and on the events that may lose updates).
+    #[arg(long, env = "FOGIS_PULL_INTERVAL_SECONDS", default_value_t = 1800,
+          value_parser = clap::value_parser!(u64).range(0..=604_800))]
+    pub fogis_pull_interval_seconds: u64,
+    /// Seconds one pull may take.
+    #[arg(long, env = "FOGIS_PULL_TIMEOUT_SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub fogis_pull_timeout_seconds: u64,
+}
+
+impl PullOpts {
+    pub fn none() -> Self {
+        PullOpts {
+            fogis_api_client_url: None,
+            fogis_pull_interval_seconds: 1800,
+            fogis_pull_timeout_seconds: 30,
         }
+    }
+
+    /// The configured URL, if any.
+    pub fn url(&self) -> Option<&str> {
+        self.fogis_api_client_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
     }
 }

@@ -29,6 +29,33 @@ use crate::render::ics::{FeedEvent, FeedOptions};
 use crate::store::holds::Resolution;
 use crate::store::{CommitExtra, LogEntry, QuarantineEntry, Store, StoreError};
 
+/// Opens the state and builds the engine. It knows no sink: every sink, of this process or a
+/// later one, reconciles what it commits.
+pub fn open_engine(opts: &crate::config::StateOpts) -> anyhow::Result<Engine> {
+    use anyhow::Context;
+    let store = Store::open_dir(&opts.data_dir)
+        .with_context(|| format!("opening the state in {}", opts.data_dir.display()))?;
+    Ok(Engine::new(store, engine_settings(opts))?)
+}
+
+pub fn engine_settings(opts: &crate::config::StateOpts) -> EngineSettings {
+    EngineSettings {
+        timezone: opts.timezone,
+        match_duration: Duration::minutes(i64::from(opts.match_duration_minutes)),
+        reminder_minutes: (opts.reminder_minutes > 0).then_some(opts.reminder_minutes),
+        calendar_name: opts.calendar_name.clone(),
+        hold: crate::reconcile::guard::HoldPolicy {
+            withdraw_share: opts.hold_withdraw_share.clamp(0.0, 1.0),
+            min_withdrawals: opts.hold_min_withdrawals,
+        },
+        max_matches: opts.max_matches_per_snapshot,
+        title: crate::render::title::TitleTemplate::new(
+            &opts.event_title,
+            opts.user_referee_number.as_deref(),
+        ),
+    }
+}
+
 /// How the engine places and shows events.
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
@@ -38,7 +65,7 @@ pub struct EngineSettings {
     pub reminder_minutes: Option<u32>,
     pub calendar_name: String,
     /// The guard against emptying the calendar.
-    pub hold: crate::store::holds::HoldPolicy,
+    pub hold: crate::reconcile::guard::HoldPolicy,
     /// Largest list accepted.
     pub max_matches: usize,
     /// `EVENT_TITLE`.
@@ -301,7 +328,9 @@ impl Engine {
             self.publish(&inner);
         }
         // Still under the lock: a pull applying after this sees it.
-        if keep && applied.outcome == Outcome::Applied && origin != crate::store::holds::PULL_ORIGIN
+        if keep
+            && applied.outcome == Outcome::Applied
+            && origin != crate::reconcile::guard::PULL_ORIGIN
         {
             self.live_applied.fetch_add(1, Ordering::AcqRel);
         }
@@ -406,7 +435,7 @@ impl Engine {
         let mut resolution = Resolution {
             by: origin,
             hold: None,
-            only_from: (origin == crate::store::holds::PULL_ORIGIN).then_some(origin),
+            only_from: (origin == crate::reconcile::guard::PULL_ORIGIN).then_some(origin),
         };
         if let Some(id) = mode.operator_applies {
             resolution.hold = Some((id, "applied"));
@@ -487,7 +516,7 @@ impl Engine {
         let repeat = inner
             .store
             .pending_hold_of(snapshot)?
-            .filter(|(_, held_origin)| !crate::store::holds::independent(origin, held_origin));
+            .filter(|(_, held_origin)| !crate::reconcile::guard::independent(origin, held_origin));
         let id = match repeat {
             Some((id, _)) => {
                 inner.store.count_repeat(id)?;

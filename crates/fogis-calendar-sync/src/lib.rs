@@ -3,13 +3,38 @@
 //! A football referee's calendar that follows FOGIS. Every match-update message is the referee's
 //! whole match list (a [`fogis_pubsub::Snapshot`]); the [`engine::Engine`] plans it against the
 //! SQLite state ([`reconcile::plan`], pure) and applies the plan in one transaction, so
-//! duplicates, replays and reordering change nothing. The state is served as an iCalendar feed
-//! ([`ics`]) and over a small HTTP API ([`server`]).
+//! duplicates, replays and reordering change nothing. The engine knows no sink: each commit
+//! bumps a persistent state version and publishes an immutable [`engine::view::StateView`],
+//! which HTTP handlers and sinks read without a lock or SQL. Each sink reconciles that view
+//! against its own ledger ([`store::ledger`]), so a commit from any process reaches every sink.
+//! The wire contract is described in `docs/PROTOCOL.md`.
 //!
-//! The engine knows no sink: each commit bumps a persistent state version and publishes an
-//! immutable [`view::StateView`], which HTTP handlers and sinks read without a lock or SQL.
-//! Each sink ([`sinks`]) reconciles that view against its own ledger ([`outbox`]): a pure
-//! [`sinks::plan::plan`], then the writes, so a commit from any process reaches every sink.
+//! ## Layout
+//!
+//! The folders, in the order a list goes through them:
+//!
+//! | module | what it holds |
+//! | --- | --- |
+//! | [`ingest`] | where lists come from: Redis pub/sub and streams ([`ingest::redis`]), the FOGIS pull source ([`ingest::pull`]), one body decoded and applied ([`ingest::apply_bytes`]); consumer-group ownership, counters |
+//! | [`model`] | the match as this service stores it ([`model::MatchRecord`]) |
+//! | [`reconcile`] | the pure plan of a list against the stored matches, and the guard that holds a list that would empty the calendar ([`reconcile::guard`]) |
+//! | [`engine`] | applies a list (one [`engine::Outcome`]), publishes the view; retention, checkpoints |
+//! | [`store`] | the SQLite state, its connection private to it: schema, matches, sync log, quarantine, holds, sink ledgers, private files |
+//! | [`render`] | text others read: iCalendar, event titles, contacts, vCards, the phonebook |
+//! | [`sinks`] | each sink's worker: plan against its ledger, then write (CalDAV, CardDAV, forward, Google) |
+//! | [`http`] | the API: router and state, access ([`http::auth`]), errors, handlers, feeds, status page |
+//!
+//! Beside them: [`config`] (every option, read once), [`mask`] (personal data out of logs) and
+//! [`outbound`] (the one way to build an HTTP client). No module depends on one that depends on
+//! it (`tests/layout.rs` checks the folders and the modules inside each). The CLI's client for a
+//! running service (`remote.rs`) belongs to the binary.
+//!
+//! One list from the Redis socket to a CalDAV `PUT`: the library's subscriber hands it to
+//! [`ingest::redis`]; [`engine::Engine::apply`] plans it with [`reconcile::plan`] and
+//! [`reconcile::guard`] and commits it through [`store::Store`]; the new view wakes the CalDAV
+//! sink's worker in [`sinks`], which renders the event with [`render::ics`] and writes it
+//! ([`sinks::caldav`], on the `fogis-dav` crate), recording the result in its ledger.
+//! [`http`] serves the same view.
 //!
 //! The service is a library: [`run`] takes its configuration, a bound listener and a shutdown
 //! token, so tests start it on port 0 and stop it explicitly.
@@ -29,37 +54,15 @@ pub mod store;
 use std::sync::Arc;
 use std::time::Instant;
 
-use chrono::Duration;
-use fogis_pubsub::{DecodeError, Message};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ServeOpts, StateOpts};
-use crate::engine::{Applied, ApplyError, Engine, EngineSettings};
+use crate::config::ServeOpts;
+use crate::engine::Engine;
 use crate::store::Store;
 
-/// Why an input was not applied.
-#[derive(Debug, thiserror::Error)]
-pub enum IngestError {
-    /// Bad input: it was kept in the quarantine and changed nothing.
-    #[error("{0}")]
-    Rejected(String),
-    /// A status or alert message: recorded, never applied.
-    #[error("{0} message")]
-    NotAMatchUpdate(&'static str),
-    /// The state could not be written.
-    #[error("{0}")]
-    Fatal(String),
-}
-
-/// Opens the state and builds the engine. It knows no sink: every sink, of this process or a
-/// later one, reconciles what it commits.
-pub fn open_engine(opts: &StateOpts) -> anyhow::Result<Engine> {
-    use anyhow::Context;
-    let store = Store::open_dir(&opts.data_dir)
-        .with_context(|| format!("opening the state in {}", opts.data_dir.display()))?;
-    Ok(Engine::new(store, engine_settings(opts))?)
-}
+pub use crate::engine::{engine_settings, open_engine};
+pub use crate::ingest::{apply_bytes, IngestError};
 
 /// How often a running service looks for another process's commit (the CLI's `sync FILE`,
 /// `held apply`, `purge`): one `PRAGMA data_version` on a blocking thread.
@@ -118,76 +121,6 @@ pub fn sink_kinds(opts: &ServeOpts) -> anyhow::Result<Vec<sinks::SinkKind>> {
     kinds.extend(calendar.map(sinks::SinkKind::GoogleCalendar));
     kinds.extend(contacts.map(sinks::SinkKind::GoogleContacts));
     Ok(kinds)
-}
-
-pub fn engine_settings(opts: &StateOpts) -> EngineSettings {
-    EngineSettings {
-        timezone: opts.timezone,
-        match_duration: Duration::minutes(i64::from(opts.match_duration_minutes)),
-        reminder_minutes: (opts.reminder_minutes > 0).then_some(opts.reminder_minutes),
-        calendar_name: opts.calendar_name.clone(),
-        hold: store::holds::HoldPolicy {
-            withdraw_share: opts.hold_withdraw_share.clamp(0.0, 1.0),
-            min_withdrawals: opts.hold_min_withdrawals,
-        },
-        max_matches: opts.max_matches_per_snapshot,
-        title: render::title::TitleTemplate::new(
-            &opts.event_title,
-            opts.user_referee_number.as_deref(),
-        ),
-    }
-}
-
-/// Decodes and applies one message; bad input is quarantined. Blocking (SQLite).
-pub fn apply_bytes(engine: &Engine, bytes: &[u8], origin: &str) -> Result<Applied, IngestError> {
-    let reject = |reason: String| {
-        tracing::warn!(%origin, reason = %mask::mask_pii(&reason), "rejected input");
-        engine.quarantine(origin, &reason, bytes);
-        IngestError::Rejected(reason)
-    };
-    let message = match fogis_pubsub::decode(bytes) {
-        Ok(m) => m,
-        Err(DecodeError::Empty) => return Err(reject("empty body: post a match update".into())),
-        Err(e) => return Err(reject(e.to_string())),
-    };
-    let snapshot = match message {
-        Message::Matches(s) => s,
-        Message::Status(_) => return Err(IngestError::NotAMatchUpdate("processing_status")),
-        Message::Alert(_) => return Err(IngestError::NotAMatchUpdate("system_alert")),
-    };
-    match engine.apply(&snapshot, origin, false) {
-        Ok(applied) => {
-            log_applied(&applied, origin);
-            Ok(applied)
-        }
-        Err(e @ (ApplyError::AllRejected(_) | ApplyError::TooManyMatches { .. })) => {
-            Err(reject(e.to_string()))
-        }
-        Err(e @ ApplyError::NoSuchHold(_)) => Err(IngestError::Rejected(e.to_string())),
-        Err(ApplyError::Store(e)) => Err(IngestError::Fatal(e.to_string())),
-    }
-}
-
-fn log_applied(applied: &Applied, origin: &str) {
-    let c = applied.counts;
-    match applied.outcome {
-        // The engine already said so, loudly.
-        engine::Outcome::Held(_) | engine::Outcome::Stale => {}
-        engine::Outcome::Duplicate => {
-            tracing::info!(%origin, message_id = ?applied.message_id, "duplicate message, already applied");
-        }
-        engine::Outcome::Applied => tracing::info!(
-            %origin,
-            message_id = ?applied.message_id,
-            created = c.created,
-            updated = c.updated,
-            cancelled = c.cancelled,
-            withdrawn = c.withdrawn,
-            unchanged = c.unchanged,
-            rejected = c.rejected,
-            "sync applied"
-        ),
-    }
 }
 
 /// Publishes the commits of other processes (the CLI next to the service) as they appear, so
@@ -280,7 +213,7 @@ pub async fn run(
     let pull_shutdown = shutdown.child_token();
     pull.start(engine.clone(), &tracker, pull_shutdown.clone());
     let addr = listener.local_addr()?;
-    let state = http::api::AppState {
+    let state = http::AppState {
         engine,
         metrics,
         subscriber: subscriber.clone(),
@@ -296,10 +229,16 @@ pub async fn run(
     };
     tracing::info!(%addr, data_dir = %opts.state.data_dir.display(), "fogis-calendar-sync listening");
     let app = http::auth::protect(
-        http::api::router(state).merge(fogis_pubsub::http::routes(subscriber.clone())),
+        http::router(state).merge(fogis_pubsub::http::routes(subscriber.clone())),
         access,
     );
-    let served = http::serve::serve(listener, app, shutdown.clone(), opts.http_limits()).await;
+    let served = http::serve::serve(
+        listener,
+        app,
+        shutdown.clone(),
+        http::serve::HttpLimits::of(&opts),
+    )
+    .await;
     subscriber.shutdown();
     subscriber.join().await;
     pull_shutdown.cancel();

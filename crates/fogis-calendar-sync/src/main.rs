@@ -83,7 +83,7 @@ enum Command {
     Healthcheck(RemoteOpts),
     /// Authorize Google Calendar and Contacts: prints a URL to open in a browser, then writes
     /// GOOGLE_TOKEN_FILE (installed-app flow, loopback redirect on 127.0.0.1, PKCE).
-    GoogleAuth(fogis_calendar_sync::sinks::google::config::GoogleAuthOpts),
+    GoogleAuth(fogis_calendar_sync::config::google::GoogleAuthOpts),
 }
 
 #[derive(Debug, Subcommand)]
@@ -356,7 +356,7 @@ fn status(opts: &RemoteOpts) -> anyhow::Result<ExitCode> {
 }
 
 fn google_auth(
-    opts: &fogis_calendar_sync::sinks::google::config::GoogleAuthOpts,
+    opts: &fogis_calendar_sync::config::google::GoogleAuthOpts,
 ) -> anyhow::Result<ExitCode> {
     use fogis_calendar_sync::sinks::google::auth;
     let flow = auth::AuthFlow::from_opts(opts);

@@ -11,6 +11,8 @@
 //!
 //! Applying the plan and planning the same snapshot again gives a plan with no writes.
 
+pub mod guard;
+
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};

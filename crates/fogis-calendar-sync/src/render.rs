@@ -2,6 +2,7 @@
 //! vCards ([`vcard`]) and the phonebook built from the matches ([`phonebook`]). Pure functions:
 //! no I/O, no state.
 
+pub mod contact;
 pub mod ics;
 pub mod phonebook;
 pub mod title;

@@ -315,7 +315,7 @@ async fn a_state_from_before_the_google_sink_is_adopted_without_writes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelled_matches_are_deleted_under_google_cancelled_delete() {
-    use fogis_calendar_sync::sinks::google::config::CancelledPolicy;
+    use fogis_calendar_sync::config::google::CancelledPolicy;
     let fake = GoogleFake::start().await;
     let mut matches = six_matches();
     let ids = prefill(&fake, &matches);

@@ -144,7 +144,7 @@ async fn a_mass_withdrawal_sent_twice_stays_held_until_an_operator_applies_it() 
 #[test]
 fn a_list_from_fogis_itself_confirms_a_held_withdrawal_but_never_an_empty_list() {
     use fogis_calendar_sync::engine::Outcome;
-    use fogis_calendar_sync::store::holds::PULL_ORIGIN;
+    use fogis_calendar_sync::reconcile::guard::PULL_ORIGIN;
     let dir = tempfile::tempdir().unwrap();
     let engine = fogis_calendar_sync::open_engine(&state_opts(dir.path())).unwrap();
     let full = future_snapshot(&[5, 6, 7, 8], "full");
@@ -203,7 +203,7 @@ fn a_list_from_fogis_itself_confirms_a_held_withdrawal_but_never_an_empty_list()
 #[test]
 fn a_processor_list_confirms_a_held_pulled_withdrawal() {
     use fogis_calendar_sync::engine::Outcome;
-    use fogis_calendar_sync::store::holds::PULL_ORIGIN;
+    use fogis_calendar_sync::reconcile::guard::PULL_ORIGIN;
     let dir = tempfile::tempdir().unwrap();
     let engine = fogis_calendar_sync::open_engine(&state_opts(dir.path())).unwrap();
     let full = future_snapshot(&[5, 6, 7, 8], "full");

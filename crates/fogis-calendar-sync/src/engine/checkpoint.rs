@@ -43,7 +43,7 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let data_dir = dir.path().display().to_string();
         let opts = <Wrapper as clap::Parser>::try_parse_from(["t", "--data-dir", &data_dir])?;
-        let engine = crate::open_engine(&opts.state)?;
+        let engine = crate::engine::open_engine(&opts.state)?;
         let pages = |e: &Engine| -> rusqlite::Result<i64> {
             e.with_store(|s| {
                 s.conn

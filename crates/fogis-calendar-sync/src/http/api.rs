@@ -2,123 +2,24 @@
 //! route is decided once, for the whole merged app, in [`crate::http::auth`]; no handler checks a token.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::config::Secret;
-use crate::engine::{Applied, ApplyError, Engine, Outcome};
-use crate::ingest::metrics::{Gauges, Metrics};
+use crate::engine::{Applied, Outcome};
+use crate::http::auth::{may_see_personal_data, TokenQuery};
+use crate::http::{ApiError, AppState};
+use crate::ingest::metrics::Gauges;
 use crate::reconcile::{Presence, StoredMatch};
-use fogis_pubsub::SubscriberHandle;
-
-/// What every handler can reach.
-#[derive(Debug, Clone)]
-pub struct AppState {
-    pub engine: Arc<Engine>,
-    pub metrics: Arc<Metrics>,
-    pub subscriber: SubscriberHandle,
-    pub sinks: crate::sinks::Sinks,
-    pub user_referee_number: Option<String>,
-    pub api_token: Option<Secret>,
-    pub feed_token: Option<Secret>,
-    pub max_body_bytes: usize,
-    pub started: Instant,
-    /// The FOGIS pull source (disabled without `FOGIS_API_CLIENT_URL`).
-    pub pull: crate::ingest::pull::Pull,
-    /// The rate of the body-less `POST /sync` trigger (see [`crate::http::trigger`]).
-    pub triggers: Arc<crate::http::trigger::RateLimit>,
-    /// The feeds' validators (ETag, Last-Modified).
-    pub feeds: Arc<crate::http::feeds::Feeds>,
-}
-
-/// Errors a request can end in. The only place they become HTTP answers is `into_response`.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    #[error("{0}")]
-    BadRequest(String),
-    #[error("request body exceeds MAX_BODY_BYTES ({0} bytes)")]
-    TooLarge(usize),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("too many requests: try again in {} s", .0.as_secs().max(1))]
-    TooManyRequests(std::time::Duration),
-    #[error("internal error")]
-    Internal(String),
-    /// The state cannot be written now (or applying panicked): nothing was changed; try again.
-    #[error("the state cannot be written now; nothing was applied, try again later")]
-    Unavailable(String),
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = match &self {
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Internal(detail) => {
-                // Internals are logged, never sent.
-                tracing::error!(error = %detail, "request failed");
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
-            ApiError::Unavailable(detail) => {
-                tracing::error!(error = %detail, "request not applied: the state cannot be written");
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-        };
-        let mut resp = (
-            status,
-            Json(json!({"success": false, "error": self.to_string()})),
-        )
-            .into_response();
-        if let ApiError::TooManyRequests(wait) = &self {
-            resp.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from(wait.as_secs().max(1)),
-            );
-        }
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            resp.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from(crate::ingest::state_health::RETRY_AFTER_SECONDS),
-            );
-        }
-        resp
-    }
-}
-
-/// The service's routes.
-pub fn router(state: AppState) -> Router {
-    let limit = state.max_body_bytes;
-    Router::new()
-        .route("/", get(crate::http::status_page::page))
-        .route("/health", get(health))
-        .route("/sync", post(sync))
-        .route("/manual-sync", post(sync))
-        .route("/matches", get(matches))
-        .route("/calendar.ics", get(calendar).layer(compression()))
-        .route("/contacts.vcf", get(contacts).layer(compression()))
-        .route("/sinks", get(sinks))
-        .route("/quarantine", get(quarantine))
-        .route("/metrics", get(metrics))
-        .route("/held", get(held_list))
-        .route("/held/{id}/apply", post(held_apply))
-        .route("/held/{id}/discard", post(held_discard))
-        .layer(DefaultBodyLimit::max(limit))
-        .with_state(state)
-}
 
 /// gzip or br for the feeds when the client asks (`Accept-Encoding`), with `Vary`.
-fn compression() -> tower_http::compression::CompressionLayer {
+pub(super) fn compression() -> tower_http::compression::CompressionLayer {
     tower_http::compression::CompressionLayer::new()
 }
 
@@ -148,42 +49,9 @@ fn feed_response(
         .into_response()
 }
 
-use fogis_pubsub::http::auth::bearer;
-pub use fogis_pubsub::http::auth::constant_time_eq;
-
-#[derive(Debug, Deserialize)]
-pub(crate) struct TokenQuery {
-    pub(crate) token: Option<String>,
-}
-
-/// Whether a read request may see personal data: no token configured, or it carries the feed
-/// token (query or header) or the API token (header only). The access layer already refused
-/// every other request to the routes that call this; it stays as a second line.
-pub(crate) fn may_see_personal_data(
-    state: &AppState,
-    headers: &HeaderMap,
-    query: &TokenQuery,
-) -> bool {
-    if state.api_token.is_none() && state.feed_token.is_none() {
-        return true;
-    }
-    let matches = |t: &Secret, o: Option<&str>| {
-        o.is_some_and(|o| constant_time_eq(o.as_bytes(), t.expose().as_bytes()))
-    };
-    let feed = state
-        .feed_token
-        .as_ref()
-        .is_some_and(|t| matches(t, bearer(headers)) || matches(t, query.token.as_deref()));
-    let api = state
-        .api_token
-        .as_ref()
-        .is_some_and(|t| matches(t, bearer(headers)));
-    feed || api
-}
-
 /// Liveness and a summary. Always 200 while the service runs: Redis being away degrades the
 /// service to HTTP only, it does not make it unhealthy.
-async fn health(State(state): State<AppState>) -> Json<Value> {
+pub(super) async fn health(State(state): State<AppState>) -> Json<Value> {
     // The view: no lock, no SQL, so this answers while another process holds the write lock.
     let view = state.engine.view();
     let matches = &view.matches;
@@ -276,12 +144,15 @@ fn sink_summary(state: &AppState) -> Value {
         .collect()
 }
 
-async fn sinks(State(state): State<AppState>) -> Json<Value> {
+pub(super) async fn sinks(State(state): State<AppState>) -> Json<Value> {
     Json(json!({"success": true, "sinks": state.sinks.snapshot()}))
 }
 
 /// The phonebook as vCards: the same cards the CardDAV sink writes.
-async fn contacts(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub(super) async fn contacts(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let (view, feeds) = (state.engine.view(), state.feeds.clone());
     let user = state.user_referee_number.clone();
     // Building and digesting the phonebook is CPU work: off the async threads.
@@ -300,7 +171,7 @@ async fn contacts(State(state): State<AppState>, headers: HeaderMap) -> Result<R
     ))
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+pub(super) async fn metrics(State(state): State<AppState>) -> Response {
     let redis = state.subscriber.status();
     // The view: no lock, no SQL, no copy of the matches.
     let view = state.engine.view();
@@ -329,7 +200,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn sync(
+pub(super) async fn sync(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -361,19 +232,24 @@ async fn sync(
         }
         Err(rejection) => return Err(ApiError::BadRequest(rejection.body_text())),
     };
-    let outcome = tokio::task::spawn_blocking(move || crate::apply_bytes(&engine, &body, "http"))
-        .await
-        // A panic while applying: not the caller's fault, and nothing was committed.
-        .unwrap_or_else(|e| Err(crate::IngestError::Fatal(format!("applying panicked: {e}"))));
+    let outcome =
+        tokio::task::spawn_blocking(move || crate::ingest::apply_bytes(&engine, &body, "http"))
+            .await
+            // A panic while applying: not the caller's fault, and nothing was committed.
+            .unwrap_or_else(|e| {
+                Err(crate::ingest::IngestError::Fatal(format!(
+                    "applying panicked: {e}"
+                )))
+            });
     match &outcome {
         Ok(_) => state.metrics.state.recovered(),
-        Err(crate::IngestError::Fatal(e)) => state.metrics.state.failed("http", e),
+        Err(crate::ingest::IngestError::Fatal(e)) => state.metrics.state.failed("http", e),
         Err(_) => {}
     }
     let label = match &outcome {
         Ok(a) => a.outcome.label(),
-        Err(crate::IngestError::NotAMatchUpdate(_)) => "ignored",
-        Err(crate::IngestError::Fatal(_)) => "retry",
+        Err(crate::ingest::IngestError::NotAMatchUpdate(_)) => "ignored",
+        Err(crate::ingest::IngestError::Fatal(_)) => "retry",
         Err(_) => "rejected",
     };
     state.metrics.count_message("http", label);
@@ -382,11 +258,11 @@ async fn sync(
             Ok((StatusCode::ACCEPTED, Json(sync_response(&applied))).into_response())
         }
         Ok(applied) => Ok(Json(sync_response(&applied)).into_response()),
-        Err(crate::IngestError::Rejected(reason)) => Err(ApiError::BadRequest(reason)),
-        Err(crate::IngestError::NotAMatchUpdate(kind)) => Err(ApiError::BadRequest(format!(
-            "a {kind} message carries no matches; post a match update"
-        ))),
-        Err(crate::IngestError::Fatal(e)) => Err(ApiError::Unavailable(e)),
+        Err(crate::ingest::IngestError::Rejected(reason)) => Err(ApiError::BadRequest(reason)),
+        Err(crate::ingest::IngestError::NotAMatchUpdate(kind)) => Err(ApiError::BadRequest(
+            format!("a {kind} message carries no matches; post a match update"),
+        )),
+        Err(crate::ingest::IngestError::Fatal(e)) => Err(ApiError::Unavailable(e)),
     }
 }
 
@@ -442,19 +318,7 @@ pub fn sync_response(applied: &Applied) -> Value {
     })
 }
 
-impl From<ApplyError> for ApiError {
-    fn from(e: ApplyError) -> Self {
-        match e {
-            ApplyError::AllRejected(_) | ApplyError::TooManyMatches { .. } => {
-                ApiError::BadRequest(e.to_string())
-            }
-            ApplyError::NoSuchHold(_) => ApiError::NotFound(e.to_string()),
-            ApplyError::Store(e) => ApiError::Unavailable(e.to_string()),
-        }
-    }
-}
-
-async fn held_list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn held_list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let engine = state.engine.clone();
     let list = tokio::task::spawn_blocking(move || engine.holds())
         .await
@@ -466,7 +330,7 @@ async fn held_list(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
     ))
 }
 
-async fn held_apply(
+pub(super) async fn held_apply(
     State(state): State<AppState>,
     axum::extract::Path(id): axum::extract::Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
@@ -478,7 +342,7 @@ async fn held_apply(
     Ok(Json(sync_response(&applied)))
 }
 
-async fn held_discard(
+pub(super) async fn held_discard(
     State(state): State<AppState>,
     axum::extract::Path(id): axum::extract::Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
@@ -533,14 +397,14 @@ fn strip_personal(record: &mut Value) {
 pub const MATCHES_PAGE_MAX: usize = 1000;
 
 #[derive(Debug, Deserialize)]
-struct PageQuery {
+pub(super) struct PageQuery {
     offset: Option<usize>,
     limit: Option<usize>,
 }
 
 /// `GET /matches?offset=&limit=`: one page, in stored order, built off the async threads
 /// (serialising thousands of matches is CPU work). `next_offset` is set while more follow.
-async fn matches(
+pub(super) async fn matches(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(query): Query<TokenQuery>,
@@ -584,7 +448,10 @@ async fn matches(
     Ok(Json(body))
 }
 
-async fn calendar(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub(super) async fn calendar(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let (engine, feeds) = (state.engine.clone(), state.feeds.clone());
     // Rendered once per change and digested once per render, off the async threads.
     let validated = tokio::task::spawn_blocking(move || {
@@ -599,7 +466,7 @@ async fn calendar(State(state): State<AppState>, headers: HeaderMap) -> Result<R
     ))
 }
 
-async fn quarantine(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn quarantine(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let engine = state.engine.clone();
     let list = tokio::task::spawn_blocking(move || engine.quarantined(100))
         .await

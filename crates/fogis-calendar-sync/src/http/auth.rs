@@ -15,7 +15,12 @@
 
 use std::net::SocketAddr;
 
+use axum::http::HeaderMap;
 use axum::Router;
+use serde::Deserialize;
+
+use crate::config::Secret;
+use crate::http::AppState;
 use fogis_pubsub::http::auth::{AccessPolicy, TokenError, TokenKind};
 
 use crate::config::ServeOpts;
@@ -182,4 +187,37 @@ mod tests {
             assert!(e.starts_with(want), "{api:?} {feed:?}: {e}");
         }
     }
+}
+
+use fogis_pubsub::http::auth::bearer;
+pub use fogis_pubsub::http::auth::constant_time_eq;
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct TokenQuery {
+    pub(crate) token: Option<String>,
+}
+
+/// Whether a read request may see personal data: no token configured, or it carries the feed
+/// token (query or header) or the API token (header only). The access layer already refused
+/// every other request to the routes that call this; it stays as a second line.
+pub(crate) fn may_see_personal_data(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: &TokenQuery,
+) -> bool {
+    if state.api_token.is_none() && state.feed_token.is_none() {
+        return true;
+    }
+    let matches = |t: &Secret, o: Option<&str>| {
+        o.is_some_and(|o| constant_time_eq(o.as_bytes(), t.expose().as_bytes()))
+    };
+    let feed = state
+        .feed_token
+        .as_ref()
+        .is_some_and(|t| matches(t, bearer(headers)) || matches(t, query.token.as_deref()));
+    let api = state
+        .api_token
+        .as_ref()
+        .is_some_and(|t| matches(t, bearer(headers)));
+    feed || api
 }

@@ -36,6 +36,17 @@ pub struct HttpLimits {
     pub max_connections: usize,
 }
 
+impl HttpLimits {
+    /// The limits `serve` was configured with.
+    pub fn of(opts: &crate::config::ServeOpts) -> Self {
+        HttpLimits {
+            header_timeout: Duration::from_secs(opts.http_header_timeout_seconds),
+            request_timeout: Duration::from_secs(opts.http_request_timeout_seconds),
+            max_connections: opts.http_max_connections,
+        }
+    }
+}
+
 impl Default for HttpLimits {
     fn default() -> Self {
         HttpLimits {

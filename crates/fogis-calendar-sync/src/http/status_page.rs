@@ -22,7 +22,8 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use fogis_pubsub::SubscriberStatus;
 
-use crate::http::api::{constant_time_eq, may_see_personal_data, ApiError, AppState, TokenQuery};
+use crate::http::auth::{constant_time_eq, may_see_personal_data, TokenQuery};
+use crate::http::{ApiError, AppState};
 use crate::reconcile::StoredMatch;
 use crate::sinks::SinkStatus;
 use crate::store::LogEntry;

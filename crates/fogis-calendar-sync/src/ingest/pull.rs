@@ -28,7 +28,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use clap::Args;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
@@ -36,53 +35,19 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use crate::config::PullOpts;
 use crate::engine::{Applied, ApplyError, ApplyMode, Engine, Outcome};
 use crate::ingest::metrics::Histogram;
 pub use fetch::{FetchError, Source};
 
 /// The origin of pulled lists in the sync log, the holds and the quarantine.
-pub const ORIGIN: &str = crate::store::holds::PULL_ORIGIN;
+pub const ORIGIN: &str = crate::reconcile::guard::PULL_ORIGIN;
 /// Event-driven pulls run at most once per this.
 pub const EVENT_GAP: Duration = Duration::from_secs(10);
 /// First retry after a failure.
 pub const BACKOFF_INITIAL: Duration = Duration::from_secs(1);
 /// Longest wait between two attempts while the source fails.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
-
-/// Options of the pull source.
-#[derive(Debug, Clone, Args)]
-pub struct PullOpts {
-    /// The stack's fogis-api-client service (`http://fogis-api-client-service:8080`): the
-    /// referee's list is pulled from its `GET /matches` (unset or empty: no pulls).
-    #[arg(long, env = "FOGIS_API_CLIENT_URL")]
-    pub fogis_api_client_url: Option<String>,
-    /// Seconds between two pulls (0: only at start and on the events that may lose updates).
-    #[arg(long, env = "FOGIS_PULL_INTERVAL_SECONDS", default_value_t = 1800,
-          value_parser = clap::value_parser!(u64).range(0..=604_800))]
-    pub fogis_pull_interval_seconds: u64,
-    /// Seconds one pull may take.
-    #[arg(long, env = "FOGIS_PULL_TIMEOUT_SECONDS", default_value_t = 30,
-          value_parser = clap::value_parser!(u64).range(1..=600))]
-    pub fogis_pull_timeout_seconds: u64,
-}
-
-impl PullOpts {
-    pub fn none() -> Self {
-        PullOpts {
-            fogis_api_client_url: None,
-            fogis_pull_interval_seconds: 1800,
-            fogis_pull_timeout_seconds: 30,
-        }
-    }
-
-    /// The configured URL, if any.
-    pub fn url(&self) -> Option<&str> {
-        self.fogis_api_client_url
-            .as_deref()
-            .map(str::trim)
-            .filter(|u| !u.is_empty())
-    }
-}
 
 /// Why a pull runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

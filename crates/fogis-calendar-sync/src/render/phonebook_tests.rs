@@ -7,6 +7,7 @@ use super::*;
 use crate::model::MatchRecord;
 use crate::reconcile::{Action, Presence};
 use crate::render::vcard::note;
+use fogis_pubsub::Address;
 
 fn at(day: u32, hour: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2025, 5, day, hour, 0, 0).unwrap()

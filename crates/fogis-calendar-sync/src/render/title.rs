@@ -8,7 +8,7 @@ use crate::model::MatchRecord;
 use crate::render::phonebook::clean_number;
 
 /// The deployed calendar service's title.
-pub const DEFAULT_TEMPLATE: &str = "{home} - {away}";
+pub use crate::config::DEFAULT_EVENT_TITLE as DEFAULT_TEMPLATE;
 /// Title prefix of a cancelled match.
 pub const CANCELLED_PREFIX: &str = "INSTÄLLD: ";
 /// Title prefix of a postponed match.

@@ -14,8 +14,8 @@
 
 use fogis_dav::VcardVersion;
 
+use crate::render::contact::Contact;
 use crate::render::ics::{escape_text, fold_line};
-use crate::render::phonebook::Contact;
 
 const PRODID: &str = "-//fogis-calendar-sync//EN";
 /// Shorter numbers are extensions or typos, not something to call.

@@ -19,7 +19,7 @@ pub mod adopt;
 pub mod api;
 pub mod auth;
 pub mod calendar;
-pub mod config;
+
 pub mod contacts;
 pub mod event;
 pub mod hash;
@@ -32,8 +32,8 @@ use std::time::Duration;
 use anyhow::Context;
 
 use self::api::{Api, Limiter};
-use self::config::GoogleOpts;
 use self::token::TokenSource;
+use crate::config::google::GoogleOpts;
 
 /// Google Calendar allows 600 requests a minute per user; stay just under.
 pub const CALENDAR_PER_MINUTE: usize = 590;

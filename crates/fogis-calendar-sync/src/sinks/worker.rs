@@ -298,7 +298,7 @@ mod tests {
             match_duration: chrono::Duration::minutes(90),
             reminder_minutes: None,
             calendar_name: "test".into(),
-            hold: crate::store::holds::HoldPolicy {
+            hold: crate::reconcile::guard::HoldPolicy {
                 withdraw_share: 0.5,
                 min_withdrawals: 3,
             },

@@ -91,7 +91,7 @@ pub fn serve_opts(dir: &Path) -> ServeOpts {
         state: state_opts(dir),
         redis: redis_opts(None),
         sinks: SinkOpts::none(),
-        google: fogis_calendar_sync::sinks::google::config::GoogleOpts::none(),
+        google: fogis_calendar_sync::config::google::GoogleOpts::none(),
         pull: fogis_calendar_sync::ingest::pull::PullOpts::none(),
         bind: "127.0.0.1:0".parse().unwrap(),
         api_token: None,

@@ -68,7 +68,7 @@ pub struct AuthFlow {
 }
 
 impl AuthFlow {
-    pub fn from_opts(o: &super::config::GoogleAuthOpts) -> AuthFlow {
+    pub fn from_opts(o: &crate::config::google::GoogleAuthOpts) -> AuthFlow {
         let mut scopes = vec![SCOPE_CALENDAR.to_string()];
         if !o.no_contacts {
             scopes.push(SCOPE_CONTACTS.to_string());
@@ -196,7 +196,7 @@ pub async fn authorize(flow: &AuthFlow, open: impl FnOnce(&str)) -> anyhow::Resu
     {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    super::token::write_atomic(&flow.token_file, &bytes)
+    crate::store::files::write_atomic(&flow.token_file, &bytes)
         .with_context(|| format!("writing {}", flow.token_file.display()))?;
     Ok(flow.token_file.clone())
 }

@@ -17,8 +17,8 @@ use serde_json::Value;
 
 use super::adopt::{self, Binding, State};
 use super::api::{path_segment, Api, Reply};
-use super::config::CancelledPolicy;
 use super::event::{self, event_id, Desired};
+use crate::config::google::CancelledPolicy;
 use crate::engine::view::StateView;
 use crate::reconcile::StoredMatch;
 use crate::sinks::plan::{self, Known, Step};

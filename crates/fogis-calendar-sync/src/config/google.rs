@@ -1,7 +1,7 @@
 //! Options of the Google sinks (`serve`) and of the `google-auth` command.
 //!
 //! Nothing here is secret: the client secret and the tokens live in the files the options name,
-//! and are read only by [`super::token`] and [`super::auth`], whose types redact them.
+//! and are read only by [`crate::sinks::google::token`] and [`crate::sinks::google::auth`], whose types redact them.
 
 use std::path::PathBuf;
 use std::time::Duration;
