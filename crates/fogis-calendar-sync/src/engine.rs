@@ -12,7 +12,7 @@
 //! take without a lock or SQL ([`Engine::view`], [`Engine::watch`]).
 
 pub mod checkpoint;
-pub mod purge;
+pub mod retention;
 pub mod view;
 
 use std::collections::HashMap;

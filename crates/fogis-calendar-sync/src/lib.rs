@@ -184,7 +184,7 @@ pub async fn run(
     let sinks = sinks::Sinks::start(kinds, &context, &tracker, &sinks_shutdown);
     tracker.spawn(follow_other_writers(engine.clone(), sinks_shutdown.clone()));
     if opts.archive_retention_days > 0 || opts.max_archived_matches > 0 {
-        tracker.spawn(engine::purge::retention_loop(
+        tracker.spawn(engine::retention::retention_loop(
             opts.state.data_dir.clone(),
             opts.archive_retention_days,
             opts.max_archived_matches,

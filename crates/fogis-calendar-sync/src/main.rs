@@ -333,7 +333,7 @@ fn purge(
     if older_than_days.is_none() && !inputs && !everything {
         anyhow::bail!("say what to purge: --older-than-days N, --inputs or --everything");
     }
-    let opts = fogis_calendar_sync::engine::purge::PurgeOptions {
+    let opts = fogis_calendar_sync::store::purge::PurgeOptions {
         matches_before: older_than_days
             .map(|d| chrono::Utc::now() - chrono::Duration::days(i64::from(d))),
         inputs,

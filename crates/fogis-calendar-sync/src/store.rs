@@ -14,6 +14,7 @@ pub mod holds;
 pub mod ledger;
 mod log;
 mod matches;
+pub mod purge;
 mod quarantine;
 mod schema;
 
@@ -65,7 +66,7 @@ pub enum StoreError {
 /// The state database.
 #[derive(Debug)]
 pub struct Store {
-    pub(crate) conn: Connection,
+    conn: Connection,
 }
 
 impl Store {
@@ -123,6 +124,29 @@ impl Store {
 
     pub fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
         set_meta(&self.conn, key, value)
+    }
+
+    /// Sets `key` in the `meta` table unless it is set, and returns its value.
+    pub fn meta_or_insert(&mut self, key: &str, value: &str) -> Result<String, StoreError> {
+        // INSERT OR IGNORE: another process opening the same state at the same moment cannot
+        // make a second value.
+        self.conn.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)",
+            [key, value],
+        )?;
+        Ok(self.get_meta(key)?.unwrap_or_default())
+    }
+
+    /// SQLite's `wal_autocheckpoint` of this connection (log pages between checkpoints).
+    pub fn autocheckpoint(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))?)
+    }
+
+    /// Sets this connection's `wal_autocheckpoint`.
+    pub fn set_autocheckpoint(&self, pages: i64) -> Result<(), StoreError> {
+        Ok(self.conn.pragma_update(None, "wal_autocheckpoint", pages)?)
     }
 
     /// SQLite's `data_version`: changes when another connection (the CLI next to a running

@@ -370,3 +370,21 @@ fn the_layout_map_in_lib_rs_names_every_top_level_module() {
         "not in lib.rs's layout map: {missing:?}"
     );
 }
+
+#[test]
+fn only_the_store_talks_to_sqlite() {
+    let root = src();
+    let mut all = Vec::new();
+    files(&root, &mut all);
+    let outside: Vec<String> = all
+        .iter()
+        .filter(|p| {
+            let relative = p.strip_prefix(&root).unwrap();
+            !(relative.starts_with("store") || relative == Path::new("store.rs"))
+        })
+        .filter(|p| strip_comments(&std::fs::read_to_string(p).unwrap()).contains("rusqlite"))
+        .map(|p| p.display().to_string())
+        .collect();
+    assert!(all.len() > 20);
+    assert!(outside.is_empty(), "rusqlite used outside the store: {outside:?}");
+}

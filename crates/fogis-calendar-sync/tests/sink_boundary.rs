@@ -417,7 +417,7 @@ fn every_change_bumps_the_state_version_whichever_process_makes_it() {
     assert_eq!((view.version, view.matches.len()), (2, 3));
 
     // A purge is a change too.
-    let purge = fogis_calendar_sync::engine::purge::PurgeOptions {
+    let purge = fogis_calendar_sync::store::purge::PurgeOptions {
         matches_before: Some(chrono::Utc::now() + chrono::Duration::days(365)),
         ..Default::default()
     };

@@ -23,7 +23,7 @@ pub const PAGES: i64 = 4000;
 
 /// Sets the engine's connection to checkpoint every [`PAGES`] pages.
 pub fn tune(engine: &Engine) {
-    let set = engine.with_store(|s| s.conn.pragma_update(None, "wal_autocheckpoint", PAGES));
+    let set = engine.with_store(|s| s.set_autocheckpoint(PAGES));
     if let Err(e) = set {
         tracing::warn!(error = %e, "could not set wal_autocheckpoint; keeping SQLite's default");
     }
@@ -44,12 +44,7 @@ mod tests {
         let data_dir = dir.path().display().to_string();
         let opts = <Wrapper as clap::Parser>::try_parse_from(["t", "--data-dir", &data_dir])?;
         let engine = crate::engine::open_engine(&opts.state)?;
-        let pages = |e: &Engine| -> rusqlite::Result<i64> {
-            e.with_store(|s| {
-                s.conn
-                    .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
-            })
-        };
+        let pages = |e: &Engine| e.with_store(|s| s.autocheckpoint());
         assert_eq!(pages(&engine)?, 1000, "SQLite's default, for the CLI");
         tune(&engine);
         assert_eq!(pages(&engine)?, PAGES);

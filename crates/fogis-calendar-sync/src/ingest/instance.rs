@@ -16,15 +16,8 @@ pub const STATE_ID_KEY: &str = "state_id";
 
 /// The state's id: 12 hex digits, made at the first call and kept. Blocking (SQLite).
 pub fn state_id(engine: &Engine) -> Result<String, StoreError> {
-    engine.with_store(|s| {
-        let fresh = uuid::Uuid::new_v4().simple().to_string();
-        // INSERT OR IGNORE: a CLI opening the same state at the same moment cannot make two.
-        s.conn.execute(
-            "INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)",
-            [STATE_ID_KEY, &fresh[..12]],
-        )?;
-        Ok(s.get_meta(STATE_ID_KEY)?.unwrap_or_default())
-    })
+    let fresh = uuid::Uuid::new_v4().simple().to_string();
+    engine.with_store(|s| s.meta_or_insert(STATE_ID_KEY, &fresh[..12]))
 }
 
 /// The consumer group of the state with id `state_id`.

@@ -5,14 +5,14 @@
 //! and held lists. Retention without a purge: the quarantine keeps the newest 500 inputs, held
 //! lists the newest 200, the sync log 500 lines (no personal data), processed message ids 10,000;
 //! a played match stays in the calendar, until the running service's retention
-//! ([`retention_loop`], `ARCHIVE_RETENTION_DAYS`) removes it once it is archived (no longer
+//! ([`crate::engine::retention`], `ARCHIVE_RETENTION_DAYS`) removes it once it is archived (no longer
 //! listed) and older than the retention.
 
 use chrono::{DateTime, Utc};
 use rusqlite::params;
 use serde::Serialize;
 
-use crate::store::{Store, StoreError};
+use crate::store::{bump_state_version, Store, StoreError};
 
 /// What to purge.
 #[derive(Debug, Clone, Copy, Default)]
@@ -33,57 +33,6 @@ pub struct PurgeReport {
     pub quarantined: usize,
     pub held: usize,
     pub log_lines: usize,
-}
-
-/// How often the running service prunes archived matches past their retention.
-pub const RETENTION_EVERY: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
-
-/// The running service's retention: every [`RETENTION_EVERY`] (and at start), archived matches
-/// (played, no longer listed) that kicked off more than `days` days ago are removed from the
-/// state in `dir`, through a connection of its own (the engine reloads, as after `purge`).
-/// A failure is logged and tried again next time: the state stays as it was.
-/// Beyond `days`, at most `cap` archived matches are kept (the newest by kick-off; 0: no cap).
-pub async fn retention_loop(
-    dir: std::path::PathBuf,
-    days: u32,
-    cap: usize,
-    shutdown: tokio_util::sync::CancellationToken,
-) {
-    loop {
-        let dir = dir.clone();
-        let pruned = tokio::task::spawn_blocking(move || {
-            let mut store = Store::open_dir(&dir)?;
-            let old = match days {
-                0 => 0,
-                d => store.prune_archived(Utc::now() - chrono::Duration::days(i64::from(d)))?,
-            };
-            let over = match cap {
-                0 => 0,
-                c => store.cap_archived(c)?,
-            };
-            Ok::<_, StoreError>(old + over)
-        })
-        .await;
-        match pruned {
-            Ok(Ok(0)) => {}
-            Ok(Ok(n)) => tracing::info!(
-                matches = n,
-                days,
-                "archived matches past their retention removed"
-            ),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "pruning archived matches failed: trying again later")
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "pruning archived matches failed: trying again later")
-            }
-        }
-        // Cancel safety: both branches only wait.
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(RETENTION_EVERY) => {}
-        }
-    }
 }
 
 impl Store {
@@ -113,7 +62,7 @@ impl Store {
         let tx = self.conn.transaction()?;
         let removed = tx.execute(sql, params![param])?;
         if removed > 0 {
-            crate::store::bump_state_version(&tx)?;
+            bump_state_version(&tx)?;
         }
         tx.commit()?;
         Ok(removed)
@@ -150,7 +99,7 @@ impl Store {
         }
         if report.matches > 0 {
             // Every reader (a running service, its sinks) sees that the state moved on.
-            crate::store::bump_state_version(&tx)?;
+            bump_state_version(&tx)?;
         }
         tx.commit()?;
         // Freed pages would still hold the bytes: rewrite the file without them, then empty the
