@@ -298,3 +298,28 @@ impl Store {
         )? as u64)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Held lists stored by earlier versions are found again by this fingerprint: its text must
+    /// not change. The value is `sha256("6186203,6186300,6186400")` as computed by CPython's
+    /// `hashlib`.
+    #[test]
+    fn the_fingerprint_is_the_hex_sha256_of_the_sorted_ids() {
+        let path = format!(
+            "{}/../../fixtures/processor_match_updates.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let snapshot = match fogis_pubsub::decode(&std::fs::read(path).unwrap()).unwrap() {
+            fogis_pubsub::Message::Matches(s) => s,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            fingerprint(&snapshot),
+            "7fdbbd27684c3f4cc78283a7a3420cab794c5b409b61a0be06c32df7c816cd0d"
+        );
+    }
+}

@@ -235,6 +235,26 @@ mod tests {
 
     const TZ: chrono_tz::Tz = chrono_tz::Europe::Stockholm;
 
+    /// The state stores these hashes and compares the next list's against them: a change of
+    /// their text would count every stored match as updated. Pinned from the version that
+    /// wrote them.
+    #[test]
+    fn content_hashes_keep_their_stored_text() {
+        let hashes: Vec<String> = snapshot("processor_match_updates.json")
+            .iter()
+            .map(|m| normalize(m, None, TZ).unwrap().content_hash())
+            .collect();
+        assert_eq!(
+            hashes,
+            [
+                "f0104a86f970ccb48e54c483fed1fea942ee81b4d6b15df7d98a87bb05e7bd7f",
+                "2fa64a80bf9fa4172f96ab47254f8ee733045083f334a498339d499d6657e424",
+                "3541308087fe131d3e4267c68afa0b85ec1715898ae57ae8ce4d1ba19f1b8934",
+            ]
+        );
+        assert_eq!(hex(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");
+    }
+
     #[test]
     fn lossy_forms_of_the_same_list_keep_the_same_hash() {
         let full = snapshot("processor_match_updates.json");

@@ -263,6 +263,22 @@ pub fn lines_hash(body: &str) -> String {
 mod tests {
     use super::*;
 
+    /// The ledger keeps these hashes of the cards written: their text must not change, or
+    /// every card would be rewritten. Values computed by CPython's `hashlib.sha256`.
+    #[test]
+    fn the_ledger_hashes_are_lower_case_hex_sha256() {
+        let body = "BEGIN:VCARD\r\nFN:A\r\nREV:1\r\nEND:VCARD\r\n";
+        assert_eq!(
+            card(body).hash,
+            "3d14cfab6de2025b4bdbf00e1a7751f625ac9a8a00dd2e7cf911765765bf145d"
+        );
+        // Sorted lines `BEGIN:VCARD`, `END:VCARD`, `FN:A` joined by `\n`, without `REV`.
+        assert_eq!(
+            lines_hash(body),
+            "8cb3aac502917b917f5a53d6b6f7923c98eb3d853b67f1b5977d38ab50e7bf13"
+        );
+    }
+
     fn card(body: &str) -> WantedCard {
         WantedCard {
             body: body.into(),

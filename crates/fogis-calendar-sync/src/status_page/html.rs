@@ -141,6 +141,11 @@ mod tests {
     fn query_values_are_percent_encoded() {
         assert_eq!(query_value("a b&c=d/é"), "a%20b%26c%3Dd%2F%C3%A9");
         assert_eq!(query_value("Tok-en_1.~"), "Tok-en_1.~");
+        // Every other printable ASCII byte, as CPython's `urllib.parse.quote(s, safe="-._~")`.
+        assert_eq!(
+            query_value(" !\"#$%&'()*+,/:;<=>?@[\\]^`{|}\u{7f}"),
+            "%20%21%22%23%24%25%26%27%28%29%2A%2B%2C%2F%3A%3B%3C%3D%3E%3F%40%5B%5C%5D%5E%60%7B%7C%7D%7F"
+        );
     }
 
     #[test]

@@ -296,6 +296,11 @@ mod tests {
             "abc%40group.calendar.google.com"
         );
         assert_eq!(path_segment("primary"), "primary");
+        // As CPython's `urllib.parse.quote(s, safe="-._~")`.
+        assert_eq!(
+            path_segment("a b/é~-._!*'()@:+%"),
+            "a%20b%2F%C3%A9~-._%21%2A%27%28%29%40%3A%2B%25"
+        );
     }
 
     #[tokio::test]
