@@ -116,10 +116,7 @@ pub fn fingerprint(snapshot: &Snapshot) -> String {
     let mut ids: Vec<i64> = snapshot.matches.iter().map(|m| m.match_id).collect();
     ids.sort_unstable();
     let text: Vec<String> = ids.iter().map(i64::to_string).collect();
-    Sha256::digest(text.join(",").as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(Sha256::digest(text.join(",").as_bytes()))
 }
 
 /// The held snapshot as a message the decoder reads back (flat form).

@@ -35,7 +35,7 @@ impl MatchRecord {
     pub fn content_hash(&self) -> String {
         // Serialising a struct of plain fields cannot fail; fall back to Debug text all the same.
         let bytes = serde_json::to_vec(self).unwrap_or_else(|_| format!("{self:?}").into_bytes());
-        hex(&Sha256::digest(&bytes))
+        hex::encode(Sha256::digest(&bytes))
     }
 
     /// `Home - Away`, with a placeholder for an unknown side.
@@ -110,10 +110,6 @@ impl MatchRecord {
         lines.push(format!("Match Details: {}", self.match_url()));
         lines.join("\n")
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Resolves a kick-off to an instant; a local wall time is read in `tz`.
@@ -252,7 +248,6 @@ mod tests {
                 "3541308087fe131d3e4267c68afa0b85ec1715898ae57ae8ce4d1ba19f1b8934",
             ]
         );
-        assert_eq!(hex(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");
     }
 
     #[test]

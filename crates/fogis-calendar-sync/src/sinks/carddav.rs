@@ -21,7 +21,7 @@ use crate::sinks::dav::{DavClient, DavError};
 use crate::sinks::phonebook::phonebook;
 use crate::sinks::plan::{self, Step};
 use crate::sinks::vcard::render_vcard_as;
-use crate::sinks::{hex, known_of, write_over, Planned, SinkContext, SinkError, CARDDAV};
+use crate::sinks::{known_of, write_over, Planned, SinkContext, SinkError, CARDDAV};
 use crate::view::StateView;
 use fogis_dav::VcardVersion;
 
@@ -202,7 +202,7 @@ pub fn wanted_cards(
         .map(|c| {
             let body = render_vcard_as(&c, version);
             let card = WantedCard {
-                hash: hex(&Sha256::digest(body.as_bytes())),
+                hash: hex::encode(Sha256::digest(body.as_bytes())),
                 lines: lines_hash(&body),
                 file_name: c.file_name(),
                 body,
@@ -256,7 +256,7 @@ pub fn lines_hash(body: &str) -> String {
     }
     lines.retain(|l| !l.to_ascii_uppercase().starts_with("REV:"));
     lines.sort();
-    hex(&Sha256::digest(lines.join("\n").as_bytes()))
+    hex::encode(Sha256::digest(lines.join("\n").as_bytes()))
 }
 
 #[cfg(test)]
@@ -283,7 +283,7 @@ mod tests {
         WantedCard {
             body: body.into(),
             file_name: "x.vcf".into(),
-            hash: hex(&Sha256::digest(body.as_bytes())),
+            hash: hex::encode(Sha256::digest(body.as_bytes())),
             lines: lines_hash(body),
         }
     }

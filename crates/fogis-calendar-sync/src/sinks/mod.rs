@@ -164,11 +164,6 @@ pub(crate) async fn write_over(
     }
 }
 
-/// Lower-case hex of `bytes`.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 pub(crate) fn backoff(failures: u32) -> Duration {
     let secs = 1u64 << failures.min(9).saturating_sub(1);
     Duration::from_secs(secs.min(300))
@@ -362,16 +357,4 @@ pub(crate) fn known_of(
             )
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Ledgers hold these texts (card and forward hashes): lower-case, two digits a byte.
-    #[test]
-    fn hex_is_lower_case_two_digits_a_byte() {
-        assert_eq!(hex(&[]), "");
-        assert_eq!(hex(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");
-    }
 }
