@@ -35,7 +35,7 @@ impl MatchRecord {
     pub fn content_hash(&self) -> String {
         // Serialising a struct of plain fields cannot fail; fall back to Debug text all the same.
         let bytes = serde_json::to_vec(self).unwrap_or_else(|_| format!("{self:?}").into_bytes());
-        hex(&Sha256::digest(&bytes))
+        hex::encode(Sha256::digest(&bytes))
     }
 
     /// `Home - Away`, with a placeholder for an unknown side.
@@ -110,10 +110,6 @@ impl MatchRecord {
         lines.push(format!("Match Details: {}", self.match_url()));
         lines.join("\n")
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Resolves a kick-off to an instant; a local wall time is read in `tz`.
@@ -234,6 +230,25 @@ mod tests {
     }
 
     const TZ: chrono_tz::Tz = chrono_tz::Europe::Stockholm;
+
+    /// The state stores these hashes and compares the next list's against them: a change of
+    /// their text would count every stored match as updated. Pinned from the version that
+    /// wrote them.
+    #[test]
+    fn content_hashes_keep_their_stored_text() {
+        let hashes: Vec<String> = snapshot("processor_match_updates.json")
+            .iter()
+            .map(|m| normalize(m, None, TZ).unwrap().content_hash())
+            .collect();
+        assert_eq!(
+            hashes,
+            [
+                "f0104a86f970ccb48e54c483fed1fea942ee81b4d6b15df7d98a87bb05e7bd7f",
+                "2fa64a80bf9fa4172f96ab47254f8ee733045083f334a498339d499d6657e424",
+                "3541308087fe131d3e4267c68afa0b85ec1715898ae57ae8ce4d1ba19f1b8934",
+            ]
+        );
+    }
 
     #[test]
     fn lossy_forms_of_the_same_list_keep_the_same_hash() {

@@ -162,11 +162,6 @@ pub(crate) async fn write_over(
     }
 }
 
-/// Lower-case hex of `bytes`.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 pub(crate) fn backoff(failures: u32) -> Duration {
     let secs = 1u64 << failures.min(9).saturating_sub(1);
     Duration::from_secs(secs.min(300))

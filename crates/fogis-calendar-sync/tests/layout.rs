@@ -386,5 +386,8 @@ fn only_the_store_talks_to_sqlite() {
         .map(|p| p.display().to_string())
         .collect();
     assert!(all.len() > 20);
-    assert!(outside.is_empty(), "rusqlite used outside the store: {outside:?}");
+    assert!(
+        outside.is_empty(),
+        "rusqlite used outside the store: {outside:?}"
+    );
 }

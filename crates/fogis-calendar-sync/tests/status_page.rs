@@ -217,7 +217,9 @@ async fn hostile_names_and_hosts_are_escaped() {
     assert!(!html.contains("<img"));
     assert!(!html.contains("<b>"));
     assert!(!html.contains("<i>id"));
-    assert!(html.contains("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; - Ö&#39;&amp;&quot;"));
+    // The template escapes `&`, `<`, `>` and `"`; a `'` is text like any other (every
+    // attribute is double-quoted).
+    assert!(html.contains("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; - Ö'&amp;&quot;"));
     assert!(html.contains("&lt;img src=x onerror=alert(1)&gt;"));
     assert!(html.contains("&lt;/li&gt;&lt;b&gt;bold&lt;/b&gt;"));
     assert!(html.contains("&lt;i&gt;id&lt;/i&gt;"));
@@ -318,4 +320,251 @@ async fn a_headless_browser_renders_the_page() {
     assert!(dom.contains("Real time: Redis connected"), "{dom}");
     assert!(dom.contains("redis:fogis:matches:updates"), "{dom}");
     assert!(dom.contains("</html>"));
+}
+
+/// Hostile text number `n`: a script, an element with a handler, quotes that would end an
+/// attribute, and an entity that must stay text.
+fn hostile(n: usize) -> String {
+    format!("\"'><script>mark({n})</script><img src=x onerror=mark({n})>&amp;")
+}
+
+/// How `hostile(n)` must look in the HTML source: every markup character escaped.
+fn hostile_escaped(n: usize) -> String {
+    format!("&lt;script&gt;mark({n})&lt;/script&gt;&lt;img src=x onerror=mark({n})&gt;&amp;amp;")
+}
+
+/// A page whose every text from outside is hostile: team names, venue, competition, match
+/// number, referees and team contacts (with personal data shown), the Redis error, channel
+/// and outcome, a held list's origin and the log's ids and details, a sink's target and error,
+/// the pull source and its detail, the calendar name, the host and the token of the links.
+/// Returns the page and the number of hostile texts in it (`hostile(0..n)`); the last one is
+/// the token, which the page shows percent-encoded only.
+fn hostile_page() -> (String, usize) {
+    use chrono::{Duration as Span, Utc};
+    use fogis_calendar_sync::http::status_page::{render, AgendaContext, Links, View};
+    use fogis_calendar_sync::ingest::pull::{PullResult, PullStatus, Trigger};
+    use fogis_calendar_sync::model::MatchRecord;
+    use fogis_calendar_sync::reconcile::{Action, Counts, Presence, StoredMatch};
+    use fogis_calendar_sync::sinks::SinkStatus;
+    use fogis_calendar_sync::store::LogEntry;
+    use fogis_pubsub::{MessageRecord, RecordKind, Referee, SubscriberStatus, TeamContact};
+
+    let mut n = 0;
+    let mut next = || {
+        n += 1;
+        hostile(n - 1)
+    };
+    let now = Utc::now();
+    let record = MatchRecord {
+        match_id: 7_100_000,
+        match_nr: Some(next()),
+        home_team: Some(next()),
+        away_team: Some(next()),
+        start: now + Span::days(2),
+        venue: Some(next()),
+        venue_address: None,
+        coordinates: None,
+        competition: Some(next()),
+        cancelled: false,
+        postponed: true,
+        interrupted: false,
+        referees: vec![Referee {
+            name: next(),
+            role_short: Some(next()),
+            mobile: Some(next()),
+            email: Some(next()),
+            ..Default::default()
+        }],
+        team_contacts: vec![TeamContact {
+            team: Some(next()),
+            name: next(),
+            mobile: Some(next()),
+            email: Some(next()),
+            ..Default::default()
+        }],
+    };
+    let stored = StoredMatch {
+        hash: record.content_hash(),
+        record,
+        presence: Presence::Listed,
+        sequence: 0,
+        created_at: now - Span::days(1),
+        changed_at: now - Span::days(1),
+        last_action: Action::Create,
+    };
+    let redis = SubscriberStatus {
+        enabled: true,
+        connected: false,
+        disconnected_since: Some(now - Span::minutes(3)),
+        last_error: Some(next()),
+        last_error_at: Some(now - Span::minutes(3)),
+        recent: [
+            (RecordKind::Alert, next(), next()),
+            (RecordKind::Status, next(), next()),
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, (kind, channel, outcome))| MessageRecord {
+            seq: i as u64 + 1,
+            at: now - Span::minutes(5),
+            channel,
+            kind,
+            outcome,
+        })
+        .collect(),
+        ..Default::default()
+    };
+    let log = vec![
+        LogEntry {
+            at: now - Span::minutes(2),
+            origin: next(),
+            message_id: Some(next()),
+            outcome: "held".into(),
+            counts: None,
+            detail: Some(next()),
+        },
+        LogEntry {
+            at: now - Span::minutes(4),
+            origin: next(),
+            message_id: Some(next()),
+            outcome: next(),
+            counts: Some(Counts {
+                created: 1,
+                ..Default::default()
+            }),
+            detail: Some(next()),
+        },
+    ];
+    let sinks = vec![SinkStatus {
+        name: "caldav",
+        target: next(),
+        pending: 2,
+        last_error: Some(next()),
+        last_error_at: Some(now - Span::minutes(1)),
+        paused_until: Some(now + Span::minutes(1)),
+        ..Default::default()
+    }];
+    let pull = PullStatus {
+        enabled: true,
+        source: Some(next()),
+        interval_seconds: 1800,
+        last_pull_at: Some(now - Span::minutes(6)),
+        last_trigger: Some(Trigger::Start),
+        last_result: Some(PullResult::Failed),
+        last_detail: Some(next()),
+        consecutive_failures: 1,
+        failing_since: Some(now - Span::minutes(6)),
+        ..Default::default()
+    };
+    let view = View {
+        calendar_name: next(),
+        agenda: AgendaContext {
+            now,
+            tz: chrono_tz::Europe::Stockholm,
+            match_duration: Span::minutes(120),
+            personal: true,
+        },
+        links: Links {
+            host: Some(next()),
+            scheme: "http",
+            token: Some(next()),
+            token_required: true,
+        },
+        redis,
+        matches: vec![stored],
+        log: Ok(log),
+        sinks,
+        pull,
+    };
+    (render(&view), n)
+}
+
+/// The token as its links carry it: percent-encoded (RFC 3986 unreserved kept).
+fn percent_encoded(s: &str) -> String {
+    const KEPT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(s, KEPT).to_string()
+}
+
+#[test]
+fn hostile_text_in_every_field_is_escaped_in_the_source() {
+    let (html, n) = hostile_page();
+    assert!(n >= 25, "only {n} hostile fields");
+    assert_eq!(html.matches("<script").count(), 0, "{html}");
+    assert_eq!(html.matches("<img").count(), 0, "{html}");
+    for i in 0..n - 1 {
+        let shown = hostile_escaped(i);
+        assert!(html.contains(&shown), "hostile text {i} missing:\n{html}");
+    }
+    assert!(html.contains(&format!("?token={}", percent_encoded(&hostile(n - 1)))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_text_in_every_field_is_only_text_in_a_browsers_dom() {
+    if !Path::new("/usr/bin/chromium").exists() {
+        eprintln!(
+            "SKIPPED hostile_text_in_every_field_is_only_text_in_a_browsers_dom: \
+             /usr/bin/chromium is missing (scripts/test installs it: apt-get install chromium)"
+        );
+        return;
+    }
+    let (html, n) = hostile_page();
+    // The test's own probe, appended after the page: it runs once the page is parsed and
+    // writes what the DOM holds into an element that --dump-dom prints.
+    let probe = format!(
+        r#"<script>
+const n = {n};
+const hostile = i => `"'><script>mark(${{i}})</scr` + `ipt><img src=x onerror=mark(${{i}})>&amp;`;
+const text = document.documentElement.textContent;
+const missing = [];
+for (let i = 0; i < n - 1; i++) if (!text.includes(hostile(i))) missing.push(i);
+const handlers = [...document.querySelectorAll('*')]
+  .filter(e => [...e.attributes].some(a => a.name.startsWith('on'))).length;
+const hrefs = [...document.querySelectorAll('a')].map(a => a.getAttribute('href'));
+const out = document.createElement('pre');
+out.id = 'probe';
+out.textContent = `scripts=${{document.querySelectorAll('script').length}}`
+  + ` elements=${{document.querySelectorAll('img, iframe, object, embed').length}}`
+  + ` handlers=${{handlers}} missing=[${{missing}}]`
+  + ` hrefs=${{encodeURIComponent(JSON.stringify(hrefs))}} end`;
+document.body.appendChild(out);
+</script>"#
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hostile.html");
+    std::fs::write(&file, format!("{html}{probe}")).unwrap();
+    let dom = chromium(
+        &format!("file://{}", file.display()),
+        &["--dump-dom".into()],
+    )
+    .await;
+    let probe = dom
+        .split("<pre id=\"probe\">")
+        .nth(1)
+        .and_then(|s| s.split(" end</pre>").next())
+        .unwrap_or_else(|| panic!("the probe did not run:\n{dom}"));
+    // The only script is the probe; no element or handler came from the data.
+    assert!(
+        probe.starts_with("scripts=1 elements=0 handlers=0 missing=[] hrefs="),
+        "{probe}"
+    );
+    let hrefs = probe.split("hrefs=").nth(1).unwrap();
+    let hrefs: Vec<Option<String>> =
+        serde_json::from_str(&percent_encoding::percent_decode_str(hrefs).decode_utf8_lossy())
+            .unwrap();
+    let hrefs: Vec<String> = hrefs.into_iter().flatten().collect();
+    // The attributes hold the hostile text whole (a quote did not end them); the token is
+    // percent-encoded in the links.
+    let token = percent_encoded(&hostile(n - 1));
+    for want in [
+        format!("tel:{}", hostile(7).replace([' ', '-'], "")),
+        format!("mailto:{}", hostile(8)),
+        format!("webcal://{}/calendar.ics?token={token}", hostile(n - 2)),
+        format!("/contacts.vcf?token={token}"),
+    ] {
+        assert!(hrefs.contains(&want), "{want} not in {hrefs:?}");
+    }
 }

@@ -8,8 +8,11 @@
 //! Personal data (phone numbers, e-mail addresses) is shown only when
 //! [`may_see_personal_data`] allows it: no token is configured, or the request carries the feed
 //! or the API token (`?token=` or `Authorization: Bearer`). Without it, free texts that may hold
-//! such data (error reasons, sink targets) are masked with [`crate::mask::mask_pii`]. Every
-//! text from outside (team names, venues, channels, errors, the `Host` header) is escaped.
+//! such data (error reasons, sink targets) are masked with [`crate::mask::mask_pii`].
+//!
+//! The page is written with [`maud`]'s `html!` templates, checked when the crate compiles: every
+//! value spliced into them (team names, venues, channels, errors, the `Host` header) is escaped
+//! by the template itself, and only the constants of `html.rs` are marked as markup.
 
 mod agenda;
 mod html;
@@ -21,6 +24,7 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use fogis_pubsub::SubscriberStatus;
+use maud::{html, Markup, PreEscaped};
 
 use crate::http::auth::{constant_time_eq, may_see_personal_data, TokenQuery};
 use crate::http::{ApiError, AppState};
@@ -28,7 +32,6 @@ use crate::reconcile::StoredMatch;
 use crate::sinks::SinkStatus;
 use crate::store::LogEntry;
 pub use agenda::AgendaContext;
-use html::esc;
 
 /// How many sync log lines and Redis messages the page lists.
 const LAST_MESSAGES: usize = 12;
@@ -155,45 +158,57 @@ pub(crate) async fn page(
 
 /// The whole page.
 pub fn render(v: &View) -> String {
-    let title = esc(&v.calendar_name);
-    format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <meta http-equiv=\"refresh\" content=\"30\">\
-         <title>{title} · fogis-calendar-sync</title><style>{style}</style></head>\
-         <body><main><h1>{title}</h1>{banner}\
-         <h2 id=\"agenda\">Upcoming matches</h2>{agenda}\
-         <h2 id=\"subscribe\">Subscribe</h2>{subscribe}\
-         <h2 id=\"redis\">Redis</h2>{redis}\
-         <h2 id=\"pull\">FOGIS pull</h2>{pull}\
-         <h2 id=\"messages\">Last messages</h2>{messages}\
-         <h2 id=\"sinks\">Sinks</h2>{sinks}\
-         <p class=\"muted\">fogis-calendar-sync {version} · times in {tz} · \
-         refreshes every 30 s · <a href=\"/health\">health</a> · \
-         <a href=\"/metrics\">metrics</a></p></main></body></html>\n",
-        style = html::STYLE,
-        banner = banner(v),
-        agenda = agenda::render(&v.matches, &v.agenda),
-        subscribe = subscribe(&v.links),
-        redis = sections::redis(&v.redis, v.agenda.now, v.agenda.tz, v.agenda.personal),
-        pull = pull::section(&v.pull, v.agenda.now, v.agenda.tz, v.agenda.personal),
-        messages = sections::messages(v),
-        sinks = sections::sinks(&v.sinks, v.agenda.now, v.agenda.tz, v.agenda.personal),
-        version = env!("CARGO_PKG_VERSION"),
-        tz = esc(v.agenda.tz.name()),
-    )
+    let (now, tz, personal) = (v.agenda.now, v.agenda.tz, v.agenda.personal);
+    let page = html! {
+        (PreEscaped("<!doctype html>\n"))
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta http-equiv="refresh" content="30";
+                title { (v.calendar_name) " · fogis-calendar-sync" }
+                style { (html::style()) }
+            }
+            body {
+                main {
+                    h1 { (v.calendar_name) }
+                    (banner(v))
+                    h2 id="agenda" { "Upcoming matches" }
+                    (agenda::render(&v.matches, &v.agenda))
+                    h2 id="subscribe" { "Subscribe" }
+                    (subscribe(&v.links))
+                    h2 id="redis" { "Redis" }
+                    (sections::redis(&v.redis, now, tz, personal))
+                    h2 id="pull" { "FOGIS pull" }
+                    (pull::section(&v.pull, now, tz, personal))
+                    h2 id="messages" { "Last messages" }
+                    (sections::messages(v))
+                    h2 id="sinks" { "Sinks" }
+                    (sections::sinks(&v.sinks, now, tz, personal))
+                    p class="muted" {
+                        "fogis-calendar-sync " (env!("CARGO_PKG_VERSION")) " · times in "
+                        (tz.name()) " · refreshes every 30 s · "
+                        a href="/health" { "health" } " · " a href="/metrics" { "metrics" }
+                    }
+                }
+            }
+        }
+    };
+    let mut out = page.into_string();
+    out.push('\n');
+    out
 }
 
 /// The one-look summary: real time, degraded or HTTP only; how many matches; the next one.
-fn banner(v: &View) -> String {
+fn banner(v: &View) -> Markup {
     let r = &v.redis;
     let (class, mode) = match (r.enabled, r.connected) {
-        (true, true) => ("ok", "Real time: Redis connected".to_string()),
+        (true, true) => ("ok", "Real time: Redis connected"),
         (true, false) => (
             "warn",
-            "Degraded: Redis unavailable, HTTP only until it returns".to_string(),
+            "Degraded: Redis unavailable, HTTP only until it returns",
         ),
-        (false, _) => ("", "HTTP only: Redis is switched off".to_string()),
+        (false, _) => ("", "HTTP only: Redis is switched off"),
     };
     let class = if v.sinks.iter().any(|s| s.auth_failed) {
         "bad"
@@ -207,40 +222,40 @@ fn banner(v: &View) -> String {
         .iter()
         .filter(|m| m.presence.in_feed())
         .count();
-    let next = agenda::next_line(&v.matches, &v.agenda)
-        .map(|n| format!("<br>{n}"))
-        .unwrap_or_default();
-    format!(
-        "<div class=\"card banner {class}\"><strong>{mode}</strong><br>\
-         <span class=\"muted\">{in_feed} match(es) in the feed, {ahead} ahead</span>{next}</div>"
-    )
+    html! {
+        div class={ "card banner " (class) } {
+            strong { (mode) } br;
+            span class="muted" { (in_feed) " match(es) in the feed, " (ahead) " ahead" }
+            @if let Some(next) = agenda::next_line(&v.matches, &v.agenda) { br; (next) }
+        }
+    }
 }
 
-fn subscribe(links: &Links) -> String {
-    let mut out = String::from("<div class=\"card\">");
-    match links.feed() {
-        Some((webcal, plain)) => out.push_str(&format!(
-            "<p>Calendar on a phone or a computer: <a href=\"{w}\">{w}</a><br>\
-             <span class=\"muted\">Calendar apps that ask for a URL: </span>\
-             <a href=\"{p}\">{p}</a></p>",
-            w = esc(&webcal),
-            p = esc(&plain)
-        )),
-        None => out.push_str(
-            "<p>Calendar: <code>webcal://HOST:9083/calendar.ics</code> (this request named \
-             no usable host)</p>",
-        ),
+fn subscribe(links: &Links) -> Markup {
+    html! {
+        div class="card" {
+            @match links.feed() {
+                Some((webcal, plain)) => {
+                    p {
+                        "Calendar on a phone or a computer: " a href=(webcal) { (webcal) } br;
+                        span class="muted" { "Calendar apps that ask for a URL: " }
+                        a href=(plain) { (plain) }
+                    }
+                }
+                None => {
+                    p {
+                        "Calendar: " code { "webcal://HOST:9083/calendar.ics" }
+                        " (this request named no usable host)"
+                    }
+                }
+            }
+            p { "The other referees as contacts: " a href=(links.contacts()) { "contacts.vcf" } }
+            @if links.token_required && links.token.is_none() {
+                p class="muted" {
+                    "The feed needs its token: open this page as " code { "/?token=FEED_TOKEN" }
+                    " to get links that carry it."
+                }
+            }
+        }
     }
-    out.push_str(&format!(
-        "<p>The other referees as contacts: <a href=\"{c}\">contacts.vcf</a></p>",
-        c = esc(&links.contacts())
-    ));
-    if links.token_required && links.token.is_none() {
-        out.push_str(
-            "<p class=\"muted\">The feed needs its token: open this page as \
-             <code>/?token=FEED_TOKEN</code> to get links that carry it.</p>",
-        );
-    }
-    out.push_str("</div>");
-    out
 }

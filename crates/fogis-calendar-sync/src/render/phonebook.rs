@@ -147,8 +147,7 @@ fn contact(group: &[&Sighting<'_>], now: DateTime<Utc>) -> Option<Contact> {
         }
         (None, None, Some(e)) => {
             let hash = Sha256::digest(e.to_lowercase().as_bytes());
-            let hex: String = hash.iter().take(8).map(|b| format!("{b:02x}")).collect();
-            format!("fogis-referee-e{hex}")
+            format!("fogis-referee-e{}", hex::encode(&hash[..8]))
         }
         (None, None, None) => return None,
     };

@@ -21,7 +21,7 @@ use crate::render::vcard::render_vcard_as;
 use crate::sinks::caldav::delete_ours;
 use crate::sinks::dav::{DavClient, DavError};
 use crate::sinks::plan::{self, Step};
-use crate::sinks::{hex, known_of, write_over, Planned, SinkContext, SinkError, CARDDAV};
+use crate::sinks::{known_of, write_over, Planned, SinkContext, SinkError, CARDDAV};
 use crate::store::ledger::SinkItem;
 use fogis_dav::VcardVersion;
 
@@ -202,7 +202,7 @@ pub fn wanted_cards(
         .map(|c| {
             let body = render_vcard_as(&c, version);
             let card = WantedCard {
-                hash: hex(&Sha256::digest(body.as_bytes())),
+                hash: hex::encode(Sha256::digest(body.as_bytes())),
                 lines: lines_hash(&body),
                 file_name: c.file_name(),
                 body,
@@ -256,18 +256,34 @@ pub fn lines_hash(body: &str) -> String {
     }
     lines.retain(|l| !l.to_ascii_uppercase().starts_with("REV:"));
     lines.sort();
-    hex(&Sha256::digest(lines.join("\n").as_bytes()))
+    hex::encode(Sha256::digest(lines.join("\n").as_bytes()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The ledger keeps these hashes of the cards written: their text must not change, or
+    /// every card would be rewritten. Values computed by CPython's `hashlib.sha256`.
+    #[test]
+    fn the_ledger_hashes_are_lower_case_hex_sha256() {
+        let body = "BEGIN:VCARD\r\nFN:A\r\nREV:1\r\nEND:VCARD\r\n";
+        assert_eq!(
+            card(body).hash,
+            "3d14cfab6de2025b4bdbf00e1a7751f625ac9a8a00dd2e7cf911765765bf145d"
+        );
+        // Sorted lines `BEGIN:VCARD`, `END:VCARD`, `FN:A` joined by `\n`, without `REV`.
+        assert_eq!(
+            lines_hash(body),
+            "8cb3aac502917b917f5a53d6b6f7923c98eb3d853b67f1b5977d38ab50e7bf13"
+        );
+    }
+
     fn card(body: &str) -> WantedCard {
         WantedCard {
             body: body.into(),
             file_name: "x.vcf".into(),
-            hash: hex(&Sha256::digest(body.as_bytes())),
+            hash: hex::encode(Sha256::digest(body.as_bytes())),
             lines: lines_hash(body),
         }
     }

@@ -110,7 +110,7 @@ impl ForwardSink {
             .and_then(|l| serde_json::from_str::<Value>(&l).ok())
             .map(|l| {
                 let body = payload_of_list(&l).to_string();
-                let hash = crate::sinks::hex(&Sha256::digest(body.as_bytes()));
+                let hash = hex::encode(Sha256::digest(body.as_bytes()));
                 (body, hash)
             });
         let wanted: BTreeMap<String, String> = body

@@ -52,10 +52,7 @@ pub fn fingerprint(snapshot: &Snapshot) -> String {
     let mut ids: Vec<i64> = snapshot.matches.iter().map(|m| m.match_id).collect();
     ids.sort_unstable();
     let text: Vec<String> = ids.iter().map(i64::to_string).collect();
-    Sha256::digest(text.join(",").as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(Sha256::digest(text.join(",").as_bytes()))
 }
 
 /// The held snapshot as a message the decoder reads back (flat form).
@@ -232,5 +229,30 @@ impl Store {
             [],
             |r| r.get::<_, i64>(0),
         )? as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Held lists stored by earlier versions are found again by this fingerprint: its text must
+    /// not change. The value is `sha256("6186203,6186300,6186400")` as computed by CPython's
+    /// `hashlib`.
+    #[test]
+    fn the_fingerprint_is_the_hex_sha256_of_the_sorted_ids() {
+        let path = format!(
+            "{}/../../fixtures/processor_match_updates.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let snapshot = match fogis_pubsub::decode(&std::fs::read(path).unwrap()).unwrap() {
+            fogis_pubsub::Message::Matches(s) => s,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            fingerprint(&snapshot),
+            "7fdbbd27684c3f4cc78283a7a3420cab794c5b409b61a0be06c32df7c816cd0d"
+        );
     }
 }

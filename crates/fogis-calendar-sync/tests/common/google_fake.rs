@@ -239,60 +239,13 @@ impl GoogleFake {
 
 /// `application/x-www-form-urlencoded` (also query strings), pairs in order.
 pub fn decode_form(s: &str) -> Vec<(String, String)> {
-    fn decode(s: &str) -> String {
-        let bytes = s.as_bytes();
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            match bytes[i] {
-                b'+' => out.push(b' '),
-                b'%' if i + 2 < bytes.len() => {
-                    let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
-                    match u8::from_str_radix(hex, 16) {
-                        Ok(b) => {
-                            out.push(b);
-                            i += 2;
-                        }
-                        Err(_) => out.push(b'%'),
-                    }
-                }
-                b => out.push(b),
-            }
-            i += 1;
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    }
-    s.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (decode(k), decode(v))
-        })
-        .collect()
+    form_urlencoded::parse(s.as_bytes()).into_owned().collect()
 }
 
-/// RFC 4648 base64url without padding, written independently of the code under test.
+/// RFC 4648 base64url without padding, as the PKCE challenge is written.
 pub fn b64url(bytes: &[u8]) -> String {
-    let alphabet: Vec<char> = ('A'..='Z')
-        .chain('a'..='z')
-        .chain('0'..='9')
-        .chain(['-', '_'])
-        .collect();
-    let mut bits = 0u32;
-    let mut nbits = 0;
-    let mut out = String::new();
-    for b in bytes {
-        bits = (bits << 8) | u32::from(*b);
-        nbits += 8;
-        while nbits >= 6 {
-            nbits -= 6;
-            out.push(alphabet[((bits >> nbits) & 63) as usize]);
-        }
-    }
-    if nbits > 0 {
-        out.push(alphabet[((bits << (6 - nbits)) & 63) as usize]);
-    }
-    out
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// Calendar's error body.

@@ -179,10 +179,9 @@ fn if_match_fails(headers: &HeaderMap, event: &Value) -> bool {
 }
 
 fn decode_segment(s: &str) -> String {
-    super::decode_form(&format!("x={}", s.replace('+', "%2B")))
-        .pop()
-        .map(|(_, v)| v)
-        .unwrap_or_default()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 fn public(e: &Value) -> Value {

@@ -8,8 +8,9 @@
 
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
+use maud::{html, Markup};
 
-use super::html::{ago, esc, time_tag};
+use super::html::{ago, time_tag};
 use crate::reconcile::{Action, Presence, StoredMatch};
 
 /// How long a change stays highlighted.
@@ -62,146 +63,137 @@ pub fn upcoming<'a>(matches: &'a [StoredMatch], cx: &AgendaContext) -> Vec<&'a S
 }
 
 /// The agenda section's body.
-pub fn render(matches: &[StoredMatch], cx: &AgendaContext) -> String {
+pub fn render(matches: &[StoredMatch], cx: &AgendaContext) -> Markup {
     let list = upcoming(matches, cx);
     if list.is_empty() {
-        return "<p class=\"card muted\">No upcoming matches. New ones appear here as soon as \
-                FOGIS lists them.</p>"
-            .to_string();
+        return html! {
+            p class="card muted" {
+                "No upcoming matches. New ones appear here as soon as FOGIS lists them."
+            }
+        };
     }
-    let mut out = String::new();
+    // The matches by local day, in kick-off order.
+    let mut days: Vec<(String, Vec<&StoredMatch>)> = Vec::new();
     let mut day = None;
     for m in list {
         let local = m.record.start.with_timezone(&cx.tz);
-        let this_day = local.date_naive();
-        if day != Some(this_day) {
-            if day.is_some() {
-                out.push_str("</ol></section>");
+        match days.last_mut() {
+            Some((_, ms)) if day == Some(local.date_naive()) => ms.push(m),
+            _ => {
+                days.push((local.format("%A %-d %B %Y").to_string(), vec![m]));
+                day = Some(local.date_naive());
             }
-            out.push_str(&format!(
-                "<section class=\"card day\"><h3>{}</h3><ol>",
-                esc(&local.format("%A %-d %B %Y").to_string())
-            ));
-            day = Some(this_day);
         }
-        out.push_str(&item(m, cx));
     }
-    out.push_str("</ol></section>");
-    out
+    html! {
+        @for (day, ms) in &days {
+            section class="card day" {
+                h3 { (day) }
+                ol { @for m in ms { (item(m, cx)) } }
+            }
+        }
+    }
 }
 
-fn item(m: &StoredMatch, cx: &AgendaContext) -> String {
+fn item(m: &StoredMatch, cx: &AgendaContext) -> Markup {
     let r = &m.record;
     let local = r.start.with_timezone(&cx.tz);
-    let (class, badge) = match highlight(m, cx.now) {
-        Some((class, label)) => (
-            class,
-            format!(" <span class=\"badge {class}\">{}</span>", esc(&label)),
-        ),
-        None => ("", String::new()),
-    };
-    let mut meta: Vec<String> = Vec::new();
+    let highlight = highlight(m, cx.now);
+    let class = highlight.as_ref().map_or("", |(class, _)| class);
+    let mut meta: Vec<Markup> = Vec::new();
     if let Some(v) = &r.venue {
-        meta.push(esc(v));
+        meta.push(html! { (v) });
     }
     if let Some(c) = &r.competition {
-        meta.push(esc(c));
+        meta.push(html! { (c) });
     }
     if let Some(nr) = &r.match_nr {
-        meta.push(format!("match {}", esc(nr)));
+        meta.push(html! { "match " (nr) });
     }
     if r.postponed {
-        meta.push("<strong>postponed</strong>".to_string());
+        meta.push(html! { strong { "postponed" } });
     }
-    meta.push(format!(
-        "<a href=\"{}\" rel=\"noreferrer\">match page</a>",
-        esc(&r.match_url())
-    ));
-    format!(
-        "<li class=\"match {class}\" data-match-id=\"{id}\"><div class=\"when\">\
-         <time datetime=\"{iso}\">{hm}</time></div><div class=\"what\">\
-         <div class=\"title\"><span class=\"name\">{title}</span>{badge}</div>\
-         <div class=\"meta\">{meta}</div>\
-         {refs}{contacts}</div></li>",
-        id = r.match_id,
-        iso = r.start.to_rfc3339(),
-        hm = local.format("%H:%M"),
-        title = esc(&r.title()),
-        meta = meta.join(" · "),
-        refs = referees(m, cx.personal),
-        contacts = team_contacts(m, cx.personal),
-    )
-}
-
-fn referees(m: &StoredMatch, personal: bool) -> String {
-    if m.record.referees.is_empty() {
-        return String::new();
-    }
-    let mut out = String::from("<ul class=\"refs\">");
-    for r in &m.record.referees {
-        let role = r
-            .role_short
-            .as_deref()
-            .or(r.role.as_deref())
-            .unwrap_or("Domare");
-        out.push_str(&format!("<li>{}: {}", esc(role), esc(&r.name)));
-        if personal {
-            if let Some(phone) = r.mobile.as_deref().or(r.phone.as_deref()) {
-                out.push_str(&format!(
-                    " · <a href=\"tel:{}\">{}</a>",
-                    esc(&phone.replace([' ', '-'], "")),
-                    esc(phone)
-                ));
+    meta.push(html! { a href=(r.match_url()) rel="noreferrer" { "match page" } });
+    html! {
+        li class={ "match " (class) } data-match-id=(r.match_id) {
+            div class="when" {
+                time datetime=(r.start.to_rfc3339()) { (local.format("%H:%M").to_string()) }
             }
-            if let Some(mail) = &r.email {
-                out.push_str(&format!(
-                    " · <a href=\"mailto:{}\">{}</a>",
-                    esc(mail),
-                    esc(mail)
-                ));
+            div class="what" {
+                div class="title" {
+                    span class="name" { (r.title()) }
+                    @if let Some((class, label)) = &highlight {
+                        " " span class={ "badge " (class) } { (label) }
+                    }
+                }
+                div class="meta" {
+                    @for (i, part) in meta.iter().enumerate() {
+                        @if i > 0 { " · " }
+                        (part)
+                    }
+                }
+                (referees(m, cx.personal))
+                (team_contacts(m, cx.personal))
             }
         }
-        out.push_str("</li>");
     }
-    out.push_str("</ul>");
-    out
+}
+
+fn referees(m: &StoredMatch, personal: bool) -> Markup {
+    html! {
+        @if !m.record.referees.is_empty() {
+            ul class="refs" {
+                @for r in &m.record.referees {
+                    li {
+                        (r.role_short.as_deref().or(r.role.as_deref()).unwrap_or("Domare"))
+                        ": " (r.name)
+                        @if personal {
+                            @if let Some(phone) = r.mobile.as_deref().or(r.phone.as_deref()) {
+                                " · "
+                                a href={ "tel:" (phone.replace([' ', '-'], "")) } { (phone) }
+                            }
+                            @if let Some(mail) = &r.email {
+                                " · " a href={ "mailto:" (mail) } { (mail) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Team contacts are people's names and numbers: shown only with a token.
-fn team_contacts(m: &StoredMatch, personal: bool) -> String {
-    if !personal || m.record.team_contacts.is_empty() {
-        return String::new();
-    }
-    let mut out = String::from("<details><summary class=\"meta\">Team contacts</summary><ul>");
-    for c in &m.record.team_contacts {
-        let team = c.team.as_deref().map(|t| format!("{}: ", esc(t)));
-        out.push_str(&format!(
-            "<li class=\"meta\">{}{}",
-            team.unwrap_or_default(),
-            esc(&c.name)
-        ));
-        if let Some(phone) = c.mobile.as_deref().or(c.phone.as_deref()) {
-            out.push_str(&format!(" · {}", esc(phone)));
+fn team_contacts(m: &StoredMatch, personal: bool) -> Markup {
+    html! {
+        @if personal && !m.record.team_contacts.is_empty() {
+            details {
+                summary class="meta" { "Team contacts" }
+                ul {
+                    @for c in &m.record.team_contacts {
+                        li class="meta" {
+                            @if let Some(team) = &c.team { (team) ": " }
+                            (c.name)
+                            @if let Some(phone) = c.mobile.as_deref().or(c.phone.as_deref()) {
+                                " · " (phone)
+                            }
+                            @if let Some(mail) = &c.email { " · " (mail) }
+                        }
+                    }
+                }
+            }
         }
-        if let Some(mail) = &c.email {
-            out.push_str(&format!(" · {}", esc(mail)));
-        }
-        out.push_str("</li>");
     }
-    out.push_str("</ul></details>");
-    out
 }
 
 /// A one-line summary of the next match, for the banner.
-pub fn next_line(matches: &[StoredMatch], cx: &AgendaContext) -> Option<String> {
+pub fn next_line(matches: &[StoredMatch], cx: &AgendaContext) -> Option<Markup> {
     let next = upcoming(matches, cx)
         .into_iter()
         .find(|m| m.presence.in_feed() && !m.record.cancelled)?;
-    Some(format!(
-        "Next: {} · {}",
-        esc(&next.record.title()),
-        time_tag(next.record.start, cx.tz)
-    ))
+    Some(html! {
+        "Next: " (next.record.title()) " · " (time_tag(next.record.start, cx.tz))
+    })
 }
 
 #[cfg(test)]
@@ -291,8 +283,10 @@ mod tests {
             .collect();
         // Kicking off now (still on), ahead, recently removed; not the past nor the old removal.
         assert_eq!(listed, [0, 3, 4]);
-        let html = render(&matches, &cx);
+        let html = render(&matches, &cx).into_string();
         assert!(html.contains("removed from your list"), "{html}");
-        assert!(render(&[], &cx).contains("No upcoming matches"));
+        assert!(render(&[], &cx)
+            .into_string()
+            .contains("No upcoming matches"));
     }
 }

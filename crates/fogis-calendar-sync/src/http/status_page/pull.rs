@@ -3,19 +3,22 @@
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+use maud::{html, Markup};
 
-use super::html::{esc, time_tag, when};
+use super::html::{time_tag, when};
 use crate::ingest::pull::{PullResult, PullStatus};
 use crate::mask::mask_pii;
 
-pub fn section(p: &PullStatus, now: DateTime<Utc>, tz: Tz, personal: bool) -> String {
+pub fn section(p: &PullStatus, now: DateTime<Utc>, tz: Tz, personal: bool) -> Markup {
     if !p.enabled {
-        return "<p class=\"card muted\">Off: set <code>FOGIS_API_CLIENT_URL</code> to the \
-                stack's fogis-api-client service and the calendar heals from FOGIS's own list \
-                by itself.</p>"
-            .to_string();
+        return html! {
+            p class="card muted" {
+                "Off: set " code { "FOGIS_API_CLIENT_URL" } " to the stack's fogis-api-client \
+                 service and the calendar heals from FOGIS's own list by itself."
+            }
+        };
     }
-    let text = |s: &str| esc(&if personal { s.to_string() } else { mask_pii(s) });
+    let text = |s: &str| if personal { s.to_string() } else { mask_pii(s) };
     let every = match p.interval_seconds {
         0 => "at start and when Redis reconnects or a publish was lost".to_string(),
         s if s % 60 == 0 => format!(
@@ -24,13 +27,8 @@ pub fn section(p: &PullStatus, now: DateTime<Utc>, tz: Tz, personal: bool) -> St
         ),
         s => format!("every {s} s, and when pub/sub may have lost something"),
     };
-    let mut out = format!(
-        "<div class=\"card\"><dl><dt>Source</dt><dd><code>{}</code> · {}</dd>",
-        esc(p.source.as_deref().unwrap_or_default()),
-        esc(&every)
-    );
     let last = match (p.last_pull_at, p.last_result) {
-        _ if p.in_progress => "<span class=\"badge\">pulling now</span>".to_string(),
+        _ if p.in_progress => html! { span class="badge" { "pulling now" } },
         (Some(at), Some(result)) => {
             let class = match result {
                 PullResult::Applied | PullResult::Unchanged => "ok",
@@ -38,42 +36,41 @@ pub fn section(p: &PullStatus, now: DateTime<Utc>, tz: Tz, personal: bool) -> St
                 PullResult::Failed | PullResult::Invalid => "rejected",
             };
             let trigger = p.last_trigger.map(|t| t.as_str()).unwrap_or_default();
-            format!(
-                "{} · {} · <span class=\"badge {class}\">{}</span> {}",
-                when(now, at, tz),
-                esc(trigger),
-                result.as_str(),
-                text(p.last_detail.as_deref().unwrap_or_default())
-            )
+            html! {
+                (when(now, at, tz)) " · " (trigger) " · "
+                span class={ "badge " (class) } { (result.as_str()) } " "
+                (text(p.last_detail.as_deref().unwrap_or_default()))
+            }
         }
-        _ => "none yet".to_string(),
+        _ => html! { "none yet" },
     };
-    out.push_str(&format!("<dt>Last pull</dt><dd>{last}</dd>"));
-    if p.consecutive_failures > 0 {
-        let since = p
-            .failing_since
-            .map(|t| format!(" since {}", when(now, t, tz)))
-            .unwrap_or_default();
-        out.push_str(&format!(
-            "<dt>Failing</dt><dd><span class=\"badge warn\">{} attempt(s)</span>{since}: \
-             nothing applied from it; the calendar is as the last good list left it</dd>",
-            p.consecutive_failures
-        ));
-    }
-    if let Some(t) = p.last_success_at {
-        out.push_str(&format!(
-            "<dt>Last good answer</dt><dd>{}</dd>",
-            when(now, t, tz)
-        ));
-    }
     let next = match p.next_pull_at {
-        Some(t) if t > now => format!("{} (in {})", time_tag(t, tz), esc(&until(now, t))),
-        Some(_) => "now".to_string(),
-        None if p.in_progress => "after this one".to_string(),
-        None => "on the next event".to_string(),
+        Some(t) if t > now => html! { (time_tag(t, tz)) " (in " (until(now, t)) ")" },
+        Some(_) => html! { "now" },
+        None if p.in_progress => html! { "after this one" },
+        None => html! { "on the next event" },
     };
-    out.push_str(&format!("<dt>Next pull</dt><dd>{next}</dd></dl></div>"));
-    out
+    html! {
+        div class="card" {
+            dl {
+                dt { "Source" }
+                dd { code { (p.source.as_deref().unwrap_or_default()) } " · " (every) }
+                dt { "Last pull" } dd { (last) }
+                @if p.consecutive_failures > 0 {
+                    dt { "Failing" }
+                    dd {
+                        span class="badge warn" { (p.consecutive_failures) " attempt(s)" }
+                        @if let Some(t) = p.failing_since { " since " (when(now, t, tz)) }
+                        ": nothing applied from it; the calendar is as the last good list left it"
+                    }
+                }
+                @if let Some(t) = p.last_success_at {
+                    dt { "Last good answer" } dd { (when(now, t, tz)) }
+                }
+                dt { "Next pull" } dd { (next) }
+            }
+        }
+    }
 }
 
 /// `45 s`, `12 min`, `3 h`.

@@ -261,16 +261,15 @@ impl Api {
 /// Percent-encodes one path segment (everything but RFC 3986 unreserved characters), so
 /// `a@group.calendar.google.com` becomes `a%40group.calendar.google.com`.
 pub fn path_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(s, UNRESERVED_KEPT).to_string()
 }
+
+/// Everything but RFC 3986's unreserved characters (`A-Z a-z 0-9 - . _ ~`) is encoded.
+const UNRESERVED_KEPT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 #[cfg(test)]
 mod tests {
@@ -296,6 +295,11 @@ mod tests {
             "abc%40group.calendar.google.com"
         );
         assert_eq!(path_segment("primary"), "primary");
+        // As CPython's `urllib.parse.quote(s, safe="-._~")`.
+        assert_eq!(
+            path_segment("a b/é~-._!*'()@:+%"),
+            "a%20b%2F%C3%A9~-._%21%2A%27%28%29%40%3A%2B%25"
+        );
     }
 
     #[tokio::test]

@@ -81,10 +81,7 @@ pub fn desired(view: &StateView, m: &StoredMatch, raw: Option<&str>) -> Desired 
             "calendarHash": calendar_hash,
         }},
     });
-    let hash = Sha256::digest(body.to_string().as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hash = hex::encode(Sha256::digest(body.to_string().as_bytes()));
     Desired {
         body,
         hash,

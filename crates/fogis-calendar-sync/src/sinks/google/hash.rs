@@ -41,10 +41,7 @@ pub fn calendar_hash(raw: &Value) -> String {
         obj.insert(key.into(), value);
     }
     let text = python_dumps(&Value::Object(obj));
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(Sha256::digest(text.as_bytes()))
 }
 
 /// Whether `raw` is a raw FOGIS match (the form the deployed service hashed), rather than a
