@@ -672,7 +672,7 @@ impl Engine {
     }
 
     /// The whole iCalendar feed, rendered once per view (CPU work: off the async threads).
-    pub fn feed(&self) -> Arc<String> {
+    pub fn feed(&self) -> axum::body::Bytes {
         self.view().feed()
     }
 }

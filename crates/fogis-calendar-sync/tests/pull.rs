@@ -286,9 +286,9 @@ async fn a_failing_source_changes_nothing_says_why_and_recovers() {
 
     let bad_days = [
         (
-            Answer::FogisDown("FOGIS login failed".into()),
+            Answer::FogisDown("FOGIS login failed for 070-123 45 67".into()),
             "failed",
-            "HTTP 500: FOGIS login failed",
+            "HTTP 500 from the fogis-api-client service",
         ),
         (Answer::Hang, "failed", "no answer within 2 s"),
         (
@@ -323,6 +323,8 @@ async fn a_failing_source_changes_nothing_says_why_and_recovers() {
         let attention = health["attention"].to_string();
         assert!(attention.contains("FOGIS pull source fails"), "{attention}");
         assert!(attention.contains(words), "{attention}");
+        // The source's own words are never shown: only the status code.
+        assert!(!health.to_string().contains("login failed"), "{health}");
         let page = svc.get_text("/").await;
         assert!(page.contains("attempt(s)"), "the status page says it fails");
         let metrics = svc.get_text("/metrics").await;
@@ -604,7 +606,14 @@ async fn a_failing_source_is_logged_once_per_outage() {
     failures(3).await;
     let first = text();
     assert_eq!(first.matches(warning).count(), 1, "{first}");
-    assert!(first.contains("HTTP 500: FOGIS login failed"), "{first}");
+    assert!(
+        first.contains("HTTP 500 from the fogis-api-client"),
+        "{first}"
+    );
+    assert!(
+        !first.contains("login failed"),
+        "the source's text above debug: {first}"
+    );
 
     api.set(Answer::Bare(list));
     eventually(

@@ -38,24 +38,15 @@ pub enum DecodeError {
     #[error("{path}: {message}")]
     Shape { path: String, message: String },
     /// A well-formed envelope whose `type` this decoder does not know and which carries no matches.
-    /// The text shows the value only when it looks like a type name: foreign text (a phone
-    /// number, a megabyte of anything) is never echoed into logs and status pages.
-    #[error("unsupported message type {}", shown_type(.0))]
+    /// The value is kept here for the caller, and never in the text: a `type` is the sender's
+    /// free text (a phone number, a name, a megabyte of anything), and the text goes to logs
+    /// and status pages.
+    #[error(
+        "unsupported message type ({} characters, not shown): expected match_updates, \
+         processing_status or system_alert",
+        .0.chars().count()
+    )]
     UnsupportedType(String),
-}
-
-/// `"name"` for a plausible type name (up to 64 ASCII letters, digits, `_ . : -`, starting
-/// with a letter), otherwise a fixed text with the length.
-fn shown_type(t: &str) -> String {
-    let plausible = t.len() <= 64
-        && t.starts_with(|c: char| c.is_ascii_alphabetic())
-        && t.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-'));
-    if plausible {
-        format!("{t:?}")
-    } else {
-        format!("(not shown: {} characters)", t.chars().count())
-    }
 }
 
 impl DecodeError {

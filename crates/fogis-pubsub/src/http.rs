@@ -3,14 +3,14 @@
 //! | route | answer |
 //! | --- | --- |
 //! | `GET /redis-status` | connection state and the main counters (shape of the deployed service) |
-//! | `GET /redis-stats` | every counter, the last status and alert, the recent messages, the stream consumer |
+//! | `GET /redis-stats` | every counter, the last status and alert (known values, times and counts: never their text), the recent messages (fixed outcome texts), the stream consumer |
 //! | `GET /redis-config` | URL (password redacted), channels, timings, catch-up key, stream settings |
 //! | `POST /redis-restart` | drop the connection and reconnect now |
 //! | `POST /redis-test` | a real round trip on the private probe channel; 503 when it fails |
 //!
 //! `/redis-status` and `/redis-config` are public ([`PUBLIC_ROUTES`]: no personal data, no
-//! foreign text); `/redis-stats` shows message details and needs the read token once tokens
-//! are configured; the `POST` routes need the write token ([`auth::AccessPolicy`]). A restart
+//! foreign text); `/redis-stats` holds no message text either (see [`crate::status`]) but shows
+//! the history of what arrived, so it needs the read token once tokens are configured; the `POST` routes need the write token ([`auth::AccessPolicy`]). A restart
 //! is refused with 429 within [`RESTART_INTERVAL`] of the previous one: every restart can lose
 //! what was published while the connection was down.
 //!

@@ -117,7 +117,10 @@ pub use envelope::{
 pub use error::{ConfigError, ProbeError, PublishError, RejectReason, StampError};
 pub use model::{Address, Kickoff, Match, MatchForm, Referee, TeamContact};
 pub use publisher::{PublishReport, PublishTargets, Publisher, StreamTarget};
-pub use status::{MessageRecord, RecordKind, StreamStatus, SubscriberStatus};
+pub use status::{
+    AlertKind, AlertSeverity, AlertSummary, MessageRecord, ProcessingState, RecordKind,
+    StatusSummary, StreamStatus, SubscriberStatus,
+};
 pub use subscriber::{
     drive, subscribe_to_match_updates, BoxFuture, HandlerOutcome, MatchUpdate, RejectedPayload,
     SubscriberHandle, SyncTarget, CATCH_UP_PREFIX,

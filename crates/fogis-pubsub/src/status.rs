@@ -1,6 +1,12 @@
 //! What the subscriber knows about itself: connection state, counters, the last processing
 //! status and alert, and a short history of messages for a status page.
 //!
+//! Nothing here holds text from a message: a status or alert is kept as a summary of known
+//! values ([`StatusSummary`], [`AlertSummary`]), every value this crate does not know reads
+//! `other`, and history outcomes are fixed texts. A processor's free text (an alert's
+//! `message`, `details`) may quote what it failed on, names and phone numbers included; it is
+//! logged only at debug level, masked, and never stored.
+//!
 //! The reading tasks, the worker and the handle share one `StatusCell`. It is a
 //! `std::sync::Mutex`, not a tokio one, on purpose: every critical section is a few field
 //! updates with no `.await` inside, so a blocking lock is cheaper and cannot be held across a
@@ -93,8 +99,10 @@ pub struct SubscriberStatus {
     /// How many snapshots the handler applied (same as `messages_applied`; the name the
     /// deployed services use).
     pub sync_count: u64,
-    pub last_status: Option<StatusUpdate>,
-    pub last_alert: Option<SystemAlert>,
+    /// The last processing status, as known values only.
+    pub last_status: Option<StatusSummary>,
+    /// The last system alert, as known values only.
+    pub last_alert: Option<AlertSummary>,
     pub status_messages: u64,
     pub alert_messages: u64,
     /// `processing_status` `completed` messages that reported changes with no match list
@@ -105,6 +113,171 @@ pub struct SubscriberStatus {
     pub recent: VecDeque<MessageRecord>,
     /// The stream consumer, when one is configured.
     pub stream: Option<StreamStatus>,
+}
+
+/// A processing status's `payload.status`: the values the processor sends, `other` for any
+/// other (never echoed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessingState {
+    Started,
+    Completed,
+    Failed,
+    Other,
+}
+
+impl ProcessingState {
+    /// The state named by `text` (ASCII case ignored); `Other` for anything else.
+    pub fn of(text: &str) -> ProcessingState {
+        match text.to_ascii_lowercase().as_str() {
+            "started" => ProcessingState::Started,
+            "completed" => ProcessingState::Completed,
+            "failed" => ProcessingState::Failed,
+            _ => ProcessingState::Other,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProcessingState::Started => "started",
+            ProcessingState::Completed => "completed",
+            ProcessingState::Failed => "failed",
+            ProcessingState::Other => "other",
+        }
+    }
+}
+
+/// A system alert's `severity`, `other` for a value not listed (never echoed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertSeverity {
+    Debug,
+    Info,
+    Warning,
+    Error,
+    Critical,
+    Other,
+}
+
+impl AlertSeverity {
+    /// The severity named by `text` (ASCII case ignored, `warn` is `warning`); `Other` for
+    /// anything else.
+    pub fn of(text: &str) -> AlertSeverity {
+        match text.to_ascii_lowercase().as_str() {
+            "debug" => AlertSeverity::Debug,
+            "info" => AlertSeverity::Info,
+            "warning" | "warn" => AlertSeverity::Warning,
+            "error" => AlertSeverity::Error,
+            "critical" => AlertSeverity::Critical,
+            _ => AlertSeverity::Other,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertSeverity::Debug => "debug",
+            AlertSeverity::Info => "info",
+            AlertSeverity::Warning => "warning",
+            AlertSeverity::Error => "error",
+            AlertSeverity::Critical => "critical",
+            AlertSeverity::Other => "other",
+        }
+    }
+}
+
+/// A system alert's `alert_type`: the types the FOGIS processor is known to send, `other` for
+/// any other (never echoed: a type is the sender's free text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    /// The processor could not process the match list (`processing_error`).
+    ProcessingError,
+    Other,
+}
+
+impl AlertKind {
+    /// The type named by `text` (ASCII case ignored); `Other` for anything else.
+    pub fn of(text: &str) -> AlertKind {
+        match text.to_ascii_lowercase().as_str() {
+            "processing_error" => AlertKind::ProcessingError,
+            _ => AlertKind::Other,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::ProcessingError => "processing_error",
+            AlertKind::Other => "other",
+        }
+    }
+}
+
+/// What the status keeps of a processing status: its state, counts and times, no text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatusSummary {
+    /// When this subscriber received it.
+    pub received_at: DateTime<Utc>,
+    /// The message's own `timestamp` (the processor's clock), when it had a readable one.
+    pub sent_at: Option<DateTime<Utc>>,
+    pub status: ProcessingState,
+    /// `details.changes_detected`, when it is a flag, a count or `"true"`/`"false"`.
+    pub changes_detected: Option<bool>,
+    /// `details.matches_processed`, when it is a whole number.
+    pub matches_processed: Option<u64>,
+}
+
+impl StatusSummary {
+    pub fn of(update: &StatusUpdate, received_at: DateTime<Utc>) -> StatusSummary {
+        let details = &update.details;
+        StatusSummary {
+            received_at,
+            sent_at: update.meta.timestamp,
+            status: ProcessingState::of(&update.status),
+            changes_detected: changes_detected(details),
+            matches_processed: details
+                .get("matches_processed")
+                .and_then(serde_json::Value::as_u64),
+        }
+    }
+}
+
+/// What the status keeps of a system alert: its type and severity as known values, its times,
+/// and how long its text was; never the text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AlertSummary {
+    /// When this subscriber received it.
+    pub received_at: DateTime<Utc>,
+    /// The message's own `timestamp`, when it had a readable one.
+    pub sent_at: Option<DateTime<Utc>>,
+    pub alert_type: AlertKind,
+    pub severity: AlertSeverity,
+    /// Characters in its `message` (the text itself is never kept).
+    pub message_chars: usize,
+}
+
+impl AlertSummary {
+    pub fn of(alert: &SystemAlert, received_at: DateTime<Utc>) -> AlertSummary {
+        AlertSummary {
+            received_at,
+            sent_at: alert.meta.timestamp,
+            alert_type: AlertKind::of(&alert.alert_type),
+            severity: AlertSeverity::of(&alert.severity),
+            message_chars: alert.message.chars().count(),
+        }
+    }
+}
+
+/// `details.changes_detected` read as a flag: `true`/`false`, a count (positive is yes), or
+/// the text `"true"`/`"false"`; `None` when absent or anything else.
+pub(crate) fn changes_detected(details: &serde_json::Value) -> Option<bool> {
+    use serde_json::Value;
+    match details.get("changes_detected")? {
+        Value::Bool(b) => Some(*b),
+        Value::Number(n) => n.as_f64().map(|n| n > 0.0),
+        Value::String(s) if s.eq_ignore_ascii_case("true") => Some(true),
+        Value::String(s) if s.eq_ignore_ascii_case("false") => Some(false),
+        _ => None,
+    }
 }
 
 /// The stream consumer's state and counters.
@@ -278,5 +451,63 @@ mod tests {
         cell.disconnected();
         let s = cell.snapshot();
         assert!(!s.connected && !s.subscribed && s.disconnected_since.is_some());
+    }
+
+    #[test]
+    fn summaries_keep_known_values_and_no_text() {
+        let foreign = "Anna Svensson 070-123 45 67 anna@example.se Storgatan 12";
+        let meta = crate::envelope::Meta {
+            message_id: Some(foreign.into()),
+            timestamp: None,
+            source: Some(foreign.into()),
+            message_type: Some("system_alert".into()),
+        };
+        let alert = SystemAlert {
+            meta: meta.clone(),
+            alert_type: foreign.into(),
+            severity: foreign.into(),
+            message: foreign.into(),
+            details: serde_json::json!({"error_message": foreign, "changes_detected": true}),
+        };
+        let now = Utc::now();
+        let a = AlertSummary::of(&alert, now);
+        assert_eq!(
+            (a.alert_type, a.severity),
+            (AlertKind::Other, AlertSeverity::Other)
+        );
+        assert_eq!(a.message_chars, foreign.chars().count());
+        let update = StatusUpdate {
+            meta,
+            status: foreign.into(),
+            details: serde_json::json!({"error_message": foreign, "matches_processed": 3,
+                "changes_detected": "TRUE"}),
+        };
+        let u = StatusSummary::of(&update, now);
+        assert_eq!(u.status, ProcessingState::Other);
+        assert_eq!(
+            (u.changes_detected, u.matches_processed),
+            (Some(true), Some(3))
+        );
+        let shown = serde_json::to_string(&(a, u)).unwrap_or_default();
+        for word in ["Anna", "123", "example", "Storgatan"] {
+            assert!(!shown.contains(word), "{word} in {shown}");
+        }
+        assert!(shown.contains("\"other\""), "{shown}");
+
+        let known = SystemAlert {
+            alert_type: "Processing_Error".into(),
+            severity: "WARN".into(),
+            ..alert
+        };
+        let k = AlertSummary::of(&known, now);
+        assert_eq!(k.alert_type.as_str(), "processing_error");
+        assert_eq!(k.severity.as_str(), "warning");
+        for (text, state) in [
+            ("started", ProcessingState::Started),
+            ("Completed", ProcessingState::Completed),
+            ("failed", ProcessingState::Failed),
+        ] {
+            assert_eq!(ProcessingState::of(text), state);
+        }
     }
 }

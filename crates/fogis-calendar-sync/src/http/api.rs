@@ -1,8 +1,6 @@
 //! The HTTP API: routes and the one place where errors become status codes. Who may call which
 //! route is decided once, for the whole merged app, in [`crate::http::auth`]; no handler checks a token.
 
-use std::sync::Arc;
-
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Query, State};
@@ -16,7 +14,7 @@ use crate::engine::{Applied, Outcome};
 use crate::http::auth::{may_see_personal_data, TokenQuery};
 use crate::http::{ApiError, AppState};
 use crate::ingest::metrics::Gauges;
-use crate::reconcile::{Presence, StoredMatch};
+use crate::reconcile::StoredMatch;
 
 /// gzip or br for the feeds when the client asks (`Accept-Encoding`), with `Vary`.
 pub(super) fn compression() -> tower_http::compression::CompressionLayer {
@@ -41,22 +39,17 @@ fn feed_response(
         let vary = [(header::VARY, "accept-encoding")];
         return (StatusCode::NOT_MODIFIED, validators, vary).into_response();
     }
-    (
-        validators,
-        [(header::CONTENT_TYPE, content_type)],
-        v.body.as_str().to_owned(),
-    )
-        .into_response()
+    // The cached bytes themselves: a reference count, not a copy of the feed.
+    (validators, [(header::CONTENT_TYPE, content_type)], v.body).into_response()
 }
 
 /// Liveness and a summary. Always 200 while the service runs: Redis being away degrades the
 /// service to HTTP only, it does not make it unhealthy.
 pub(super) async fn health(State(state): State<AppState>) -> Json<Value> {
-    // The view: no lock, no SQL, so this answers while another process holds the write lock.
+    // The view's counts, made at commit: no lock, no SQL, no walk over the matches, so this
+    // answers at once, also while another process holds the write lock.
     let view = state.engine.view();
-    let matches = &view.matches;
-    let count = matches.len();
-    let in_feed = matches.iter().filter(|m| m.presence.in_feed()).count();
+    let (count, in_feed) = (view.counts.matches, view.counts.in_feed);
     let held = view.pending_holds;
     let mut attention = Vec::new();
     if held > 0 {
@@ -160,7 +153,7 @@ pub(super) async fn contacts(
         let now = chrono::Utc::now();
         let book = crate::render::phonebook::phonebook(&view.matches, user.as_deref(), now);
         let text = crate::render::phonebook::render_all(&book);
-        feeds.contacts.validate(Arc::new(text), now)
+        feeds.contacts.validate(Bytes::from(text), now)
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -173,20 +166,20 @@ pub(super) async fn contacts(
 
 pub(super) async fn metrics(State(state): State<AppState>) -> Response {
     let redis = state.subscriber.status();
-    // The view: no lock, no SQL, no copy of the matches.
+    // The view's counts, made at commit: no lock, no SQL, no walk over the matches.
     let view = state.engine.view();
-    let held = view.pending_holds;
-    let count = |p: Presence| view.matches.iter().filter(|m| m.presence == p).count();
     let gauges = Gauges {
         redis_enabled: redis.enabled,
         redis_connected: redis.connected,
         reconnects: redis.reconnect_count,
         coalesced: redis.messages_coalesced,
-        matches: [Presence::Listed, Presence::Withdrawn, Presence::Archived]
+        matches: view
+            .counts
+            .by_presence()
             .into_iter()
-            .map(|p| (p.as_str(), count(p)))
+            .map(|(p, n)| (p.as_str(), n))
             .collect(),
-        held,
+        held: view.pending_holds,
     };
     let mut text = state.metrics.render(&gauges);
     state.pull.render_metrics(&mut text);

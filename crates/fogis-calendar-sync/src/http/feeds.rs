@@ -17,8 +17,9 @@
 //! [`not_modified`] evaluates the request's conditions as RFC 9110 section 13.2.2 orders them:
 //! `If-None-Match` (weak comparison, lists, `*`) when present, else `If-Modified-Since`.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
+use axum::body::Bytes;
 use axum::http::{header, HeaderMap};
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use sha2::{Digest, Sha256};
@@ -41,10 +42,11 @@ impl Default for Feeds {
     }
 }
 
-/// The validators of one body.
+/// The validators of one body. The body is the rendered bytes themselves, shared: cloning a
+/// `Validated` or answering with its body copies no byte.
 #[derive(Debug, Clone)]
 pub struct Validated {
-    pub body: Arc<String>,
+    pub body: Bytes,
     /// `W/"..."`, ready for the `ETag` header.
     pub etag: String,
     pub last_modified: DateTime<Utc>,
@@ -75,10 +77,11 @@ impl FeedCache {
         }
     }
 
-    /// The validators of `body`, served at `now`.
-    pub fn validate(&self, body: Arc<String>, now: DateTime<Utc>) -> Validated {
+    /// The validators of `body`, served at `now`. The same bytes as last time (the same
+    /// buffer, not only equal content) are not digested again.
+    pub fn validate(&self, body: Bytes, now: DateTime<Utc>) -> Validated {
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(v) = last.as_ref().filter(|v| Arc::ptr_eq(&v.body, &body)) {
+        if let Some(v) = last.as_ref().filter(|v| same_buffer(&v.body, &body)) {
             return v.clone();
         }
         let etag = etag_of(&body, self.volatile);
@@ -100,12 +103,17 @@ impl FeedCache {
     }
 }
 
+/// Whether `a` and `b` are one buffer (a clone of the other), without comparing bytes.
+fn same_buffer(a: &Bytes, b: &Bytes) -> bool {
+    a.as_ptr() == b.as_ptr() && a.len() == b.len()
+}
+
 /// `W/"<hex>"`: the first 128 bits of the SHA-256 of `body` without its `volatile` lines.
-pub fn etag_of(body: &str, volatile: &[&str]) -> String {
+pub fn etag_of(body: &[u8], volatile: &[&str]) -> String {
     let mut h = Sha256::new();
-    for line in body.split_inclusive('\n') {
-        if !volatile.iter().any(|p| line.starts_with(p)) {
-            h.update(line.as_bytes());
+    for line in body.split_inclusive(|b| *b == b'\n') {
+        if !volatile.iter().any(|p| line.starts_with(p.as_bytes())) {
+            h.update(line);
         }
     }
     let digest = h.finalize();
@@ -204,9 +212,9 @@ mod tests {
 
     #[test]
     fn the_tag_follows_the_content_not_the_render_time() {
-        let a = "BEGIN:VEVENT\r\nDTSTAMP:20260101T000000Z\r\nSUMMARY:A\r\n";
-        let b = "BEGIN:VEVENT\r\nDTSTAMP:20270101T000000Z\r\nSUMMARY:A\r\n";
-        let c = "BEGIN:VEVENT\r\nDTSTAMP:20260101T000000Z\r\nSUMMARY:B\r\n";
+        let a = b"BEGIN:VEVENT\r\nDTSTAMP:20260101T000000Z\r\nSUMMARY:A\r\n";
+        let b = b"BEGIN:VEVENT\r\nDTSTAMP:20270101T000000Z\r\nSUMMARY:A\r\n";
+        let c = b"BEGIN:VEVENT\r\nDTSTAMP:20260101T000000Z\r\nSUMMARY:B\r\n";
         let skip = &["DTSTAMP:"];
         assert_eq!(etag_of(a, skip), etag_of(b, skip));
         assert_ne!(etag_of(a, skip), etag_of(c, skip));
@@ -221,26 +229,42 @@ mod tests {
     fn last_modified_moves_only_with_the_content_and_always_forward() {
         let cache = FeedCache::new(&["DTSTAMP:"]);
         let t0 = at("2026-01-01T10:00:00.700Z");
-        let v1 = cache.validate(Arc::new("DTSTAMP:1\nA\n".into()), t0);
+        let v1 = cache.validate(Bytes::from_static(b"DTSTAMP:1\nA\n"), t0);
         assert_eq!(v1.last_modified, at("2026-01-01T10:00:00Z"));
         // Re-rendered, same content: same validators.
-        let again = cache.validate(Arc::new("DTSTAMP:2\nA\n".into()), t0 + Duration::hours(1));
+        let again = cache.validate(
+            Bytes::from_static(b"DTSTAMP:2\nA\n"),
+            t0 + Duration::hours(1),
+        );
         assert_eq!(
             (again.etag.as_str(), again.last_modified),
             (v1.etag.as_str(), v1.last_modified)
         );
         // Changed within the same second: still a later Last-Modified.
-        let v2 = cache.validate(Arc::new("DTSTAMP:3\nB\n".into()), t0);
+        let v2 = cache.validate(Bytes::from_static(b"DTSTAMP:3\nB\n"), t0);
         assert_ne!(v2.etag, v1.etag);
         assert_eq!(v2.last_modified, v1.last_modified + Duration::seconds(1));
-        let v3 = cache.validate(Arc::new("C\n".into()), t0 + Duration::minutes(5));
+        let v3 = cache.validate(Bytes::from_static(b"C\n"), t0 + Duration::minutes(5));
         assert_eq!(v3.last_modified, at("2026-01-01T10:05:00Z"));
+    }
+
+    #[test]
+    fn the_body_served_is_the_rendered_buffer_itself() {
+        let cache = FeedCache::new(&[]);
+        let body = Bytes::from(String::from("BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n"));
+        let now = at("2026-01-01T12:00:00Z");
+        for v in [
+            cache.validate(body.clone(), now),
+            cache.validate(body.clone(), now),
+        ] {
+            assert_eq!((v.body.as_ptr(), v.body.len()), (body.as_ptr(), body.len()));
+        }
     }
 
     #[test]
     fn if_none_match_uses_weak_comparison_lists_and_star() {
         let now = at("2026-01-01T12:00:00Z");
-        let v = FeedCache::new(&[]).validate(Arc::new("x".into()), now);
+        let v = FeedCache::new(&[]).validate(Bytes::from_static(b"x"), now);
         let tag = opaque(&v.etag).to_string();
         let inm = |value: &str| not_modified(&headers(&[(header::IF_NONE_MATCH, value)]), &v, now);
         assert!(inm(&format!("W/\"{tag}\"")));
@@ -262,7 +286,7 @@ mod tests {
     #[test]
     fn if_modified_since_only_without_if_none_match_and_never_from_the_future() {
         let served = at("2026-01-01T12:00:00Z");
-        let v = FeedCache::new(&[]).validate(Arc::new("x".into()), served);
+        let v = FeedCache::new(&[]).validate(Bytes::from_static(b"x"), served);
         let now = served + Duration::minutes(10);
         let ims =
             |value: &str| not_modified(&headers(&[(header::IF_MODIFIED_SINCE, value)]), &v, now);

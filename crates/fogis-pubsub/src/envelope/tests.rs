@@ -209,8 +209,14 @@ fn structural_errors_say_where() {
     assert!(e.to_string().contains("no match list"), "{e}");
     let e = decode(br#"{"type": "heartbeat", "payload": {}}"#).unwrap_err();
     assert_eq!(e, DecodeError::UnsupportedType("heartbeat".into()));
-    assert_eq!(e.to_string(), "unsupported message type \"heartbeat\"");
+    assert_eq!(
+        e.to_string(),
+        "unsupported message type (9 characters, not shown): expected match_updates, \
+         processing_status or system_alert"
+    );
     for foreign in [
+        "heartbeat",
+        "Anna_Svensson",
         "call 0701234567",
         "+46701234567",
         "<b>x</b>",
@@ -219,10 +225,7 @@ fn structural_errors_say_where() {
         let body = serde_json::json!({"type": foreign, "payload": {}}).to_string();
         let e = decode(body.as_bytes()).expect_err("unsupported");
         let text = e.to_string();
-        assert!(
-            text.starts_with("unsupported message type (not shown: "),
-            "{text}"
-        );
+        assert!(text.starts_with("unsupported message type ("), "{text}");
         assert!(!text.contains(foreign), "{text}");
     }
     assert!(decode(b"\"text\"").is_err());

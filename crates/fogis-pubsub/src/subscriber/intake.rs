@@ -6,13 +6,12 @@
 use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 
 use super::inbox::{RawPayload, SlotItem};
 use super::{MatchUpdate, RejectedPayload, Shared, REJECTED_RAW_LIMIT};
 use crate::envelope::{Message, Snapshot, StatusUpdate};
 use crate::error::RejectReason;
-use crate::status::{RecordKind, StatusCell};
+use crate::status::{changes_detected, AlertSummary, RecordKind, StatusCell, StatusSummary};
 
 /// Payloads on match channels at least this large are handed to the worker undecoded (see
 /// [`intake_raw`]); smaller ones (status messages, alerts, tiny lists, garbage) cost little to
@@ -80,15 +79,26 @@ pub(super) fn accept_as(
     match decoded {
         Ok(Message::Matches(snapshot)) => Accepted::Snapshot(snapshot),
         Ok(Message::Status(update)) => {
-            tracing::info!(channel, status = %update.status, "processing status");
-            let outcome = format!("status: {}", update.status);
-            record.write(status, channel, RecordKind::Status, outcome);
+            let summary = StatusSummary::of(&update, received_at);
+            let state = summary.status.as_str();
+            tracing::info!(channel, status = state, "processing status");
+            tracing::debug!(
+                channel,
+                details = %excerpt(&update.details.to_string()),
+                "processing status details (masked excerpt)"
+            );
+            record.write(
+                status,
+                channel,
+                RecordKind::Status,
+                format!("status: {state}"),
+            );
             let lost = cycle_status(shared, &update);
             {
                 let mut s = status.lock();
                 s.status_messages += 1;
                 s.lost_publishes += u64::from(lost);
-                s.last_status = Some(update.clone());
+                s.last_status = Some(summary);
             }
             if lost {
                 tracing::warn!(
@@ -100,17 +110,20 @@ pub(super) fn accept_as(
             Accepted::Recorded
         }
         Ok(Message::Alert(alert)) => {
-            tracing::warn!(
+            let summary = AlertSummary::of(&alert, received_at);
+            let (kind, severity) = (summary.alert_type.as_str(), summary.severity.as_str());
+            tracing::warn!(channel, severity, alert_type = kind, "system alert");
+            tracing::debug!(
                 channel,
-                severity = %alert.severity,
-                alert_type = %alert.alert_type,
-                "system alert"
+                message = %excerpt(&alert.message),
+                details = %excerpt(&alert.details.to_string()),
+                "system alert text (masked excerpt)"
             );
-            let outcome = format!("alert: {} ({})", alert.alert_type, alert.severity);
+            let outcome = format!("alert: {kind} ({severity})");
             record.write(status, channel, RecordKind::Alert, outcome);
             let mut s = status.lock();
             s.alert_messages += 1;
-            s.last_alert = Some(alert);
+            s.last_alert = Some(summary);
             Accepted::Recorded
         }
         Err(reason) => {
@@ -141,7 +154,7 @@ pub(super) fn cycle_status(shared: &Shared, update: &StatusUpdate) -> bool {
         }
         "completed" => {
             let was = shared.cycle.swap(CYCLE_NONE, Ordering::Relaxed);
-            was == CYCLE_STARTED && reports_changes(&update.details)
+            was == CYCLE_STARTED && changes_detected(&update.details) == Some(true)
         }
         _ => false,
     }
@@ -162,14 +175,39 @@ pub(super) fn cycle_reset(shared: &Shared) {
     shared.cycle.store(CYCLE_NONE, Ordering::Relaxed);
 }
 
-/// `details.changes_detected` says yes: `true`, a positive count, or `"true"`.
-fn reports_changes(details: &Value) -> bool {
-    match details.get("changes_detected") {
-        Some(Value::Bool(b)) => *b,
-        Some(Value::Number(n)) => n.as_f64().is_some_and(|n| n > 0.0),
-        Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
-        _ => false,
+/// Longest excerpt of a processor's free text in a debug line.
+pub(crate) const EXCERPT_CHARS: usize = 120;
+
+/// A processor's free text (an alert's message, a status's details) as a debug line may show it:
+/// cut to [`EXCERPT_CHARS`], every digit `#` (phone numbers, street numbers, postcodes) and
+/// every word with an `@` in it `***@***`. Names cannot be told from other words, which is why
+/// this goes to debug level only, and why the service's log writer masks every line again.
+pub(crate) fn excerpt(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = 0;
+    for (i, word) in text.split(' ').enumerate() {
+        if i > 0 {
+            out.push(' ');
+            chars += 1;
+        }
+        if word.contains('@') {
+            out.push_str("***@***");
+            chars += 7;
+        } else {
+            for c in word.chars() {
+                if chars >= EXCERPT_CHARS {
+                    break;
+                }
+                out.push(if c.is_numeric() { '#' } else { c });
+                chars += 1;
+            }
+        }
+        if chars >= EXCERPT_CHARS {
+            out.push_str("...");
+            break;
+        }
     }
+    out
 }
 
 /// Records a payload that cannot be used and queues it for `on_rejected`.
@@ -277,6 +315,8 @@ pub(super) fn coalesced(s: &mut crate::status::SubscriberStatus, seq: u64) {
 mod cycle_tests {
     use super::*;
 
+    use serde_json::Value;
+
     #[test]
     fn changes_detected_may_be_a_flag_a_count_or_a_string() {
         let yes = [
@@ -290,7 +330,20 @@ mod cycle_tests {
             serde_json::json!({}),
             Value::Null,
         ];
-        assert!(yes.iter().all(reports_changes));
-        assert!(!no.iter().any(reports_changes));
+        assert!(yes.iter().all(|d| changes_detected(d) == Some(true)));
+        assert!(!no.iter().any(|d| changes_detected(d) == Some(true)));
+    }
+
+    #[test]
+    fn an_excerpt_shows_no_digit_nor_address_and_is_short() {
+        let text = "Ring Anna 070-123 45 67 eller anna@example.se, Storgatan 12 +46(0)70.123";
+        assert_eq!(
+            excerpt(text),
+            "Ring Anna ###-### ## ## eller ***@*** Storgatan ## +##(#)##.###"
+        );
+        let long = excerpt(&"word ".repeat(100));
+        assert!(long.ends_with("..."), "{long}");
+        assert!(long.chars().count() <= EXCERPT_CHARS + 3, "{long}");
+        assert_eq!(excerpt(""), "");
     }
 }

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::mask::mask_pii;
 
-/// How much of an error text from the source is kept.
+/// How much of an error text from the source goes to the debug log.
 const REASON_LIMIT: usize = 200;
 
 /// Why a pull gave no list.
@@ -67,8 +67,8 @@ impl Source {
         })
     }
 
-    /// Fetches the list. The error texts hold no URL (it may carry credentials) and no more of
-    /// the source's words than [`REASON_LIMIT`], masked.
+    /// Fetches the list. The error texts hold no URL (it may carry credentials) and none of the
+    /// source's words (those go to the debug log, masked and cut to [`REASON_LIMIT`]).
     ///
     /// # Cancel safety
     ///
@@ -108,13 +108,18 @@ impl Source {
             body.extend_from_slice(&chunk);
         }
         if !status.is_success() {
+            // The source's own words may quote what FOGIS said (a name, a number): only the
+            // status code is kept and shown, the words go to the debug log, masked.
             let said = serde_json::from_slice::<Value>(&body)
                 .ok()
                 .and_then(|v| v.get("error").and_then(Value::as_str).map(short));
-            return Err(FetchError::Unavailable(match said {
-                Some(error) => format!("HTTP {}: {error}", status.as_u16()),
-                None => format!("HTTP {}", status.as_u16()),
-            }));
+            if let Some(error) = said {
+                tracing::debug!(status = status.as_u16(), %error, "the fogis-api-client service's error text");
+            }
+            return Err(FetchError::Unavailable(format!(
+                "HTTP {} from the fogis-api-client service (its text is logged at debug level)",
+                status.as_u16()
+            )));
         }
         Ok(body)
     }
