@@ -66,7 +66,7 @@ pub enum Part {
     Large,
     /// Snapshot cost from 1 to 10,000 matches (in process).
     Growth,
-    /// The criterion micro-benchmarks (run by the binary, not by [`run`]).
+    /// The criterion micro-benchmarks (run by the binary through `cargo bench`).
     Micro,
 }
 

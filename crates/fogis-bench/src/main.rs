@@ -41,26 +41,28 @@ struct Cli {
     /// Burst runs, each on a fresh service and Redis (default 10).
     #[arg(long)]
     runs: Option<usize>,
-    /// Steady messages per second (default 200) and seconds (default 10).
+    /// Steady messages per second (default 200).
     #[arg(long)]
     steady_rate: Option<u64>,
+    /// Seconds of one steady run (default 10).
     #[arg(long)]
     steady_seconds: Option<u64>,
     /// Steady runs, each on a fresh service (default 5).
     #[arg(long)]
     steady_runs: Option<usize>,
-    /// CalDAV: one changed list every this many milliseconds (default 50) for this many
-    /// seconds (default 20).
+    /// CalDAV: one changed list every this many milliseconds (default 50).
     #[arg(long)]
     caldav_interval_ms: Option<u64>,
+    /// CalDAV: seconds of changes (default 20).
     #[arg(long)]
     caldav_seconds: Option<u64>,
-    /// Large state: stored matches (default 50,000), parallel `/matches` clients (default 16)
-    /// and seconds of load (default 20).
+    /// Large state: stored matches (default 50,000).
     #[arg(long)]
     large_matches: Option<usize>,
+    /// Large state: parallel `/matches` clients (default 16).
     #[arg(long)]
     large_clients: Option<usize>,
+    /// Large state: seconds of load (default 20).
     #[arg(long)]
     large_seconds: Option<u64>,
     /// Wait (up to 10 minutes) until the 1-minute load average is below this before starting.
