@@ -598,3 +598,111 @@ const METHOD: &str = r#"
   `micro`, comma-separated) runs some parts alone and prints them; it writes a report only
   with `--output FILE`, so that `BENCHMARKS.md` always comes from one whole invocation.
 "#;
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::resp::RawCount;
+    use crate::BurstRun;
+
+    fn run(kills: u64, converged: Option<u64>) -> BurstRun {
+        BurstRun {
+            burst: burst::BurstResult {
+                messages: 100,
+                message_bytes: 29_000,
+                publish: Duration::from_millis(10),
+                raw: RawCount {
+                    messages: 100,
+                    ..RawCount::default()
+                },
+                raw_drain: Some(Duration::from_millis(10)),
+                service_received: 100 - kills * 10,
+                service_drain: Some(Duration::from_millis(10)),
+                converged: converged.map(Duration::from_millis),
+                short_publishes: 0,
+                reconnects: kills,
+                same_connection: kills == 0,
+                buffer_kills: kills,
+                killed: Vec::new(),
+                applied: 10,
+                coalesced: 90,
+            },
+            peak: 20_000_000,
+            after: 15_000_000,
+            final_state: (None, String::new()),
+        }
+    }
+
+    fn results(bursts: Vec<BurstRun>) -> Results {
+        Results {
+            parts: vec![Part::Burst],
+            bursts,
+            ..Results::default()
+        }
+    }
+
+    fn find<'a>(v: &'a [Verdict], text: &str) -> &'a Verdict {
+        v.iter()
+            .find(|x| x.target.contains(text))
+            .unwrap_or_else(|| panic!("no {text}"))
+    }
+
+    #[test]
+    fn one_bad_burst_run_in_ten_misses_the_targets_and_says_which() {
+        let mut bursts: Vec<BurstRun> = (0..9).map(|_| run(0, Some(20))).collect();
+        let r = results(bursts.clone());
+        let v = verdicts(&r);
+        assert_eq!(
+            find(&v, "0 lost").met,
+            Some(false),
+            "nine clean runs are not ten"
+        );
+        assert_eq!(find(&v, "state = last snapshot").met, Some(true));
+
+        bursts.push(run(1, None));
+        let r = results(bursts);
+        let v = verdicts(&r);
+        let lost = find(&v, "0 lost");
+        assert_eq!(lost.met, Some(false));
+        assert!(
+            lost.measured.starts_with("9 of 10 runs"),
+            "{}",
+            lost.measured
+        );
+        let conv = find(&v, "state = last snapshot");
+        assert_eq!(conv.met, Some(false));
+        assert!(conv.measured.contains("never"), "{}", conv.measured);
+        assert_eq!(burst_table(&r).lines().count(), 12);
+        assert!(burst_table(&r).contains("| never |"));
+        assert!(!v.iter().any(|x| x.target.contains("steady")));
+    }
+
+    #[test]
+    fn ten_clean_runs_within_100_ms_meet_the_targets() {
+        let r = results((0..10).map(|_| run(0, Some(40))).collect());
+        let v = verdicts(&r);
+        assert_eq!(find(&v, "0 lost").met, Some(true));
+        assert_eq!(find(&v, "state = last snapshot").met, Some(true));
+        let slow = results(
+            (0..10)
+                .map(|k| run(0, Some(if k == 3 { 150 } else { 40 })))
+                .collect(),
+        );
+        let conv = verdicts(&slow);
+        let conv = find(&conv, "state = last snapshot");
+        assert_eq!(conv.met, Some(false));
+        assert!(
+            conv.measured.contains("worst 150.0 ms"),
+            "{}",
+            conv.measured
+        );
+    }
+
+    #[test]
+    fn spread_is_min_median_max_of_the_finite_values() {
+        assert_eq!(spread(&[3.0, 1.0, f64::NAN, 2.0]), Some((1.0, 2.0, 3.0)));
+        assert_eq!(spread(&[]), None);
+    }
+}
