@@ -80,7 +80,7 @@ fn feed_render(c: &mut Criterion) {
 }
 
 fn http_sync(c: &mut Criterion) {
-    let service = Service::in_process(None).unwrap();
+    let service = Service::in_process(None, Default::default()).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -5,9 +5,10 @@
 //! Measured: how fast each drains (messages / second from the first `PUBLISH` until it had
 //! received the last one; the service by its own `messages_received`), what was lost (messages
 //! not received, Redis closing the subscriber for its output buffer, reconnections), and how
-//! long until the service's state equals the last snapshot.
+//! long after the last `PUBLISH` (its reply: Redis has then sent the message to every
+//! subscriber) the service's state equals the last snapshot. [`crate::run`] repeats the burst
+//! on fresh services (`Sizes::burst_runs`): the targets are about every run, not one.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,8 +25,12 @@ pub const CHANNEL: &str = "fogis:matches:updates";
 
 /// How long the service may take to drain and converge before the run is called a failure.
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(300);
-/// How often the service is asked how far it got (each ask costs it a little CPU).
+/// How often the service is asked how far it got while the burst is published (each ask costs
+/// it a little CPU).
 const POLL: Duration = Duration::from_millis(5);
+/// How often, once everything is published, the state is compared with the last snapshot
+/// (the resolution of "state = last snapshot", whose target is 100 ms).
+const POLL_STATE: Duration = Duration::from_millis(2);
 /// After the last `PUBLISH`, this long without a message received means the rest is lost.
 const STALL: Duration = Duration::from_secs(20);
 
@@ -43,7 +48,8 @@ pub struct BurstResult {
     pub service_received: u64,
     /// First `PUBLISH` to the service having counted all of them.
     pub service_drain: Option<Duration>,
-    /// First `PUBLISH` to the state equal to the last snapshot.
+    /// The last `PUBLISH`'s reply to the state equal to the last snapshot (`None`: never, within
+    /// the stall timeout).
     pub converged: Option<Duration>,
     /// Replies that counted fewer than two receivers.
     pub short_publishes: u64,
@@ -60,6 +66,21 @@ pub struct BurstResult {
 }
 
 impl BurstResult {
+    /// Messages published per second (first `PUBLISH` to the last reply).
+    pub fn publish_rate(&self) -> f64 {
+        self.messages as f64 / self.publish.as_secs_f64().max(1e-9)
+    }
+
+    /// Nothing lost: every message received, on the same connection, no output-buffer kill, no
+    /// reconnection, every `PUBLISH` reached both subscribers.
+    pub fn clean(&self) -> bool {
+        self.lost() == 0
+            && self.buffer_kills == 0
+            && self.reconnects == 0
+            && self.short_publishes == 0
+            && self.same_connection
+    }
+
     pub fn raw_rate(&self) -> Option<f64> {
         self.raw_drain
             .map(|d| self.raw.messages as f64 / d.as_secs_f64())
@@ -146,9 +167,12 @@ pub fn run(
     let log_before = redis.log().lines().count();
     let raw = RawSubscriber::start(redis.port(), CHANNEL, n, Duration::from_secs(20))?;
 
-    // The poller: the moment the service has counted every message, then the moment its state
-    // shows the last snapshot. Polls every 5 ms on one kept-alive connection.
-    let done = Arc::new(AtomicBool::new(false));
+    // The poller, on one kept-alive connection: the moment the service has counted every
+    // message, and (once everything is published: the last snapshot cannot be in the state
+    // before) the moment its state shows the last snapshot. Both independently: a service that
+    // lost messages in the middle may still converge, and one that converged may still be
+    // receiving. Ends when both are seen, or 20 s after the last progress.
+    let done: Arc<std::sync::OnceLock<Instant>> = Arc::new(std::sync::OnceLock::new());
     let poller = {
         let mut client = service.client();
         let done = done.clone();
@@ -157,32 +181,35 @@ pub fn run(
         std::thread::spawn(
             move || -> anyhow::Result<(Option<Instant>, Option<Instant>, u64)> {
                 let deadline = Instant::now() + CONVERGE_TIMEOUT;
-                let mut drained = None;
+                let (mut drained, mut converged) = (None, None);
                 let mut received = 0;
                 let mut progress = Instant::now();
                 while Instant::now() < deadline {
                     let now = stats(&mut client)?.received - before.received;
-                    if now >= n {
-                        drained = Some(Instant::now());
-                        received = now;
-                        break;
-                    }
                     if now > received {
                         (received, progress) = (now, Instant::now());
                     }
-                    // Once everything is published, 20 s without progress means lost messages.
-                    if done.load(Ordering::Relaxed) && progress.elapsed() > STALL {
-                        return Ok((None, None, received));
+                    if drained.is_none() && now >= n {
+                        drained = Some(Instant::now());
                     }
-                    std::thread::sleep(POLL);
-                }
-                let mut converged = None;
-                while Instant::now() < deadline {
-                    if stored_start(&mut client, changed)?.as_deref() == Some(last_start.as_str()) {
+                    let Some(published) = done.get() else {
+                        std::thread::sleep(POLL);
+                        continue;
+                    };
+                    if converged.is_none()
+                        && stored_start(&mut client, changed)?.as_deref()
+                            == Some(last_start.as_str())
+                    {
                         converged = Some(Instant::now());
+                    }
+                    if converged.is_some() && drained.is_some() {
                         break;
                     }
-                    std::thread::sleep(POLL);
+                    // Everything published and 20 s without progress: the rest is lost.
+                    if progress.max(*published).elapsed() > STALL {
+                        break;
+                    }
+                    std::thread::sleep(POLL_STATE);
                 }
                 Ok((drained, converged, received))
             },
@@ -193,9 +220,14 @@ pub fn run(
     let message_bytes = template.message(first, Utc::now()).len();
     let published = publish_pipelined(redis.port(), CHANNEL, n, 2, |i| {
         template.message(first + i, Utc::now())
-    })
-    .context("publishing the burst")?;
-    done.store(true, Ordering::Relaxed);
+    });
+    // Set even when publishing failed, so that the poller ends (after its stall timeout).
+    let _ = done.set(
+        published
+            .as_ref()
+            .map_or_else(|_| Instant::now(), |p| p.acked),
+    );
+    let published = published.context("publishing the burst")?;
     let raw = raw.join()?;
     if let Some(p) = profiler {
         p.stop()?;
@@ -213,7 +245,7 @@ pub fn run(
         raw,
         service_received: received.max(after.received - before.received),
         service_drain: drained.map(since),
-        converged: converged.map(since),
+        converged: converged.map(|t| t.saturating_duration_since(published.acked)),
         short_publishes: published.short,
         reconnects: after.reconnects - before.reconnects,
         same_connection: client_id.is_some() && subscriber_id(redis) == client_id,

@@ -15,6 +15,9 @@ pub struct Response {
     /// Header names in lower case.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The server closes the connection after this response (`Connection: close`, or
+    /// HTTP/1.0 without `keep-alive`).
+    pub closes: bool,
 }
 
 impl Response {
@@ -72,7 +75,11 @@ impl Client {
         }
         request.push_str("\r\n");
         stream.write_all(request.as_bytes())?;
-        read_response(reader)
+        let response = read_response(reader)?;
+        if response.closes {
+            self.conn = None;
+        }
+        Ok(response)
     }
 }
 
@@ -98,6 +105,7 @@ fn read_response(reader: &mut BufReader<TcpStream>) -> anyhow::Result<Response> 
         .nth(1)
         .and_then(|s| s.parse().ok())
         .with_context(|| format!("status line {line:?}"))?;
+    let http10 = line.starts_with("HTTP/1.0");
     let mut headers = Vec::new();
     loop {
         line.clear();
@@ -111,6 +119,8 @@ fn read_response(reader: &mut BufReader<TcpStream>) -> anyhow::Result<Response> 
         }
     }
     let find = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    let connection = find("connection").unwrap_or_default().to_ascii_lowercase();
+    let closes = connection.contains("close") || (http10 && !connection.contains("keep-alive"));
     let mut body = Vec::new();
     if let Some(len) = find("content-length") {
         body.resize(len.parse()?, 0);
@@ -135,5 +145,42 @@ fn read_response(reader: &mut BufReader<TcpStream>) -> anyhow::Result<Response> 
         status,
         headers,
         body,
+        closes,
     })
+}
+
+/// The `Authorization` value of HTTP Basic authentication.
+pub fn basic_auth(user: &str, password: &str) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let input = format!("{user}:{password}").into_bytes();
+    let mut out = String::from("Basic ");
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for k in 0..4 {
+            if k <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * k)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn basic_auth_is_rfc_7617s_example_and_pads() {
+        assert_eq!(
+            super::basic_auth("Aladdin", "open sesame"),
+            "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        );
+        assert_eq!(super::basic_auth("a", "b"), "Basic YTpi");
+        assert_eq!(super::basic_auth("ab", "c"), "Basic YWI6Yw==");
+    }
 }

@@ -39,9 +39,31 @@ pub struct Service {
     pub dir: tempfile::TempDir,
 }
 
+/// What a service starts with beyond the defaults.
+#[derive(Debug, Default)]
+pub struct Setup {
+    /// The state directory to start on (a prepared state); an empty one when `None`.
+    pub dir: Option<tempfile::TempDir>,
+    /// More command-line flags, e.g. `["--caldav-url", URL]`.
+    pub flags: Vec<String>,
+}
+
+impl Setup {
+    /// `name value` pairs as flags.
+    pub fn flags<'a>(pairs: impl IntoIterator<Item = (&'a str, String)>) -> Setup {
+        Setup {
+            dir: None,
+            flags: pairs
+                .into_iter()
+                .flat_map(|(name, value)| [name.to_string(), value])
+                .collect(),
+        }
+    }
+}
+
 /// The service's settings as command-line flags (the same for both ways of running it); no
 /// Redis (`None`) runs it HTTP only.
-fn flags(dir: &Path, addr: SocketAddr, redis_url: Option<&str>) -> Vec<String> {
+fn flags(dir: &Path, addr: SocketAddr, redis_url: Option<&str>, extra: &[String]) -> Vec<String> {
     let mut flags = vec![
         "--data-dir".to_string(),
         dir.display().to_string(),
@@ -52,19 +74,23 @@ fn flags(dir: &Path, addr: SocketAddr, redis_url: Option<&str>) -> Vec<String> {
         Some(url) => flags.extend(["--redis-url".to_string(), url.to_string()]),
         None => flags.extend(["--redis-pubsub-enabled".to_string(), "false".to_string()]),
     }
+    flags.extend(extra.iter().cloned());
     flags
 }
 
 impl Service {
     /// Runs `binary serve` as a child process, logging to `service.log` in its directory.
-    pub fn spawn(binary: &Path, redis_url: &str) -> anyhow::Result<Service> {
-        let dir = tempfile::tempdir()?;
+    pub fn spawn(binary: &Path, redis_url: &str, setup: Setup) -> anyhow::Result<Service> {
+        let dir = match setup.dir {
+            Some(dir) => dir,
+            None => tempfile::tempdir()?,
+        };
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, test_support::free_port()));
         let log = std::fs::File::create(dir.path().join("service.log"))?;
         let started = Instant::now();
         let child = Command::new(binary)
             .arg("serve")
-            .args(flags(dir.path(), addr, Some(redis_url)))
+            .args(flags(dir.path(), addr, Some(redis_url), &setup.flags))
             // The defaults otherwise: log level info, pretty logs, all nine channels.
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
@@ -86,18 +112,21 @@ impl Service {
 
     /// Runs the library's `run` on a thread with its own runtime (two workers, like the binary
     /// on this machine), listening on port 0; `redis_url` `None` runs it HTTP only.
-    pub fn in_process(redis_url: Option<&str>) -> anyhow::Result<Service> {
+    pub fn in_process(redis_url: Option<&str>, setup: Setup) -> anyhow::Result<Service> {
         #[derive(Parser)]
         struct Wrapper {
             #[command(flatten)]
             opts: fogis_calendar_sync::config::ServeOpts,
         }
-        let dir = tempfile::tempdir()?;
+        let dir = match setup.dir {
+            Some(dir) => dir,
+            None => tempfile::tempdir()?,
+        };
         let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let mut args = vec!["fogis-calendar-sync".to_string()];
-        args.extend(flags(dir.path(), addr, redis_url));
+        args.extend(flags(dir.path(), addr, redis_url, &setup.flags));
         let opts = Wrapper::try_parse_from(args)?.opts;
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();

@@ -142,27 +142,65 @@ pub fn dtstart(i: u64) -> String {
 /// A processor message with `n` distinct raw matches made from the fixture's first one; the
 /// kick-offs are moved by `shift` minutes, so two lists with different shifts change every
 /// match. Compact JSON, stamped with a fresh id and no timestamp.
+///
+/// Built as text (the match serialised once with placeholders, then spliced), so that a list
+/// of 50,000 matches (about 260 MB) costs its bytes and not a `Value` tree ten times larger.
 pub fn list(n: usize, shift: i64) -> anyhow::Result<Vec<u8>> {
+    const ID: i64 = 987_654_321_123;
+    const NR: &str = "@@matchnr@@";
+    const TID: &str = "@@tid@@";
     let value: Value = serde_json::from_slice(&fixture(PRODUCTION_FIXTURE)?)?;
-    let first = value["payload"]["matches"][0].clone();
-    let matches: Vec<Value> = (0..n)
-        .map(|k| {
-            let mut m = first.clone();
-            let id = 7_000_000 + k as i64;
-            let tid = BASE_TID_MS + (k as i64 * 90 + shift) * 60_000;
-            m["matchid"] = json!(id);
-            m["matchnr"] = json!(format!("{id:09}"));
-            m["tid"] = json!(format!("/Date({tid})/"));
-            m
-        })
-        .collect();
-    let message = json!({
-        "message_id": uuid::Uuid::new_v4().to_string(),
-        "type": "match_updates",
-        "source": "fogis-bench",
-        "payload": {"matches": matches, "schema_version": "2.0", "metadata": {"has_changes": true}},
-    });
-    Ok(serde_json::to_vec(&message)?)
+    let mut first = value["payload"]["matches"][0].clone();
+    first["matchid"] = json!(ID);
+    first["matchnr"] = json!(NR);
+    first["tid"] = json!(TID);
+    let text = serde_json::to_string(&first)?;
+    // The text between the placeholders, and which placeholder follows each piece.
+    let mut points: Vec<(usize, usize, u8)> = Vec::new();
+    for (key, which) in [
+        (format!("\"matchid\":{ID}"), 0u8),
+        (format!("\"matchnr\":\"{NR}\""), 1),
+        (format!("\"tid\":\"{TID}\""), 2),
+    ] {
+        let start = text
+            .find(&key)
+            .ok_or_else(|| anyhow!("no {key} in the serialised match"))?;
+        points.push((start, start + key.len(), which));
+    }
+    points.sort_unstable();
+    let mut pieces = Vec::new();
+    let mut at = 0;
+    for (start, end, _) in &points {
+        pieces.push(&text[at..*start]);
+        at = *end;
+    }
+    let tail = &text[at..];
+    let head = format!(
+        "{{\"message_id\":\"{}\",\"type\":\"match_updates\",\"source\":\"fogis-bench\",\"payload\":{{\"matches\":[",
+        uuid::Uuid::new_v4()
+    );
+    let end = "],\"schema_version\":\"2.0\",\"metadata\":{\"has_changes\":true}}}";
+    let mut out = Vec::with_capacity(head.len() + end.len() + n * (text.len() + 1));
+    out.extend_from_slice(head.as_bytes());
+    for k in 0..n {
+        if k > 0 {
+            out.push(b',');
+        }
+        let id = 7_000_000 + k as i64;
+        let tid = BASE_TID_MS + (k as i64 * 90 + shift) * 60_000;
+        for (piece, (_, _, which)) in pieces.iter().zip(&points) {
+            out.extend_from_slice(piece.as_bytes());
+            let field = match which {
+                0 => format!("\"matchid\":{id}"),
+                1 => format!("\"matchnr\":\"{id:09}\""),
+                _ => format!("\"tid\":\"/Date({tid})/\""),
+            };
+            out.extend_from_slice(field.as_bytes());
+        }
+        out.extend_from_slice(tail.as_bytes());
+    }
+    out.extend_from_slice(end.as_bytes());
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -192,6 +230,14 @@ mod tests {
         let big = decode(&list(50, 3)?)?;
         assert_eq!(big.matches.len(), 50);
         assert!(big.rejected.is_empty());
+        let ids: std::collections::BTreeSet<i64> = big.matches.iter().map(|m| m.match_id).collect();
+        assert_eq!(ids.len(), 50, "every match has its own id");
+        let other = decode(&list(50, 4)?)?;
+        assert_eq!(other.matches[7].match_id, big.matches[7].match_id);
+        assert_ne!(
+            other.matches[7].kickoff, big.matches[7].kickoff,
+            "another shift moves every kick-off"
+        );
         Ok(())
     }
 }
