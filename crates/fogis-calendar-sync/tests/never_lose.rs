@@ -3,6 +3,8 @@
 //! changing lists end in exactly the last one, in the feed and in Radicale.
 #![allow(clippy::unwrap_used)]
 
+#[path = "common/api_client_fake.rs"]
+mod api_client_fake;
 mod common;
 #[path = "common/radicale.rs"]
 mod radicale;
@@ -19,7 +21,12 @@ const BASE_MS: i64 = 1_900_000_000_000;
 
 /// List `i`: match 7000000 kicks off `i` minutes after BASE_MS.
 fn list(i: i64) -> Value {
-    let mut s = future_snapshot(&[30, 31], &format!("list-{i}"));
+    list_of(i, &[30, 31])
+}
+
+/// List `i` with a match for each of `days`.
+fn list_of(i: i64, days: &[i64]) -> Value {
+    let mut s = future_snapshot(days, &format!("list-{i}"));
     s["payload"]["matches"][0]["tid"] = json!(format!("/Date({})/", BASE_MS + i * 60_000));
     s["timestamp"] = json!(format!(
         "2030-01-01T00:00:{:02}.{:06}Z",
@@ -307,4 +314,106 @@ async fn sigkill_ten_times_during_a_burst_ends_in_exactly_the_last_list() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// How many clients Redis has closed for their output buffer since it started (its log says
+/// so; Redis 7.0's `INFO` has no counter for it).
+fn output_buffer_kills(redis: &RedisServer) -> usize {
+    redis
+        .log()
+        .matches("closed ASAP for overcoming of output buffer limits")
+        .count()
+}
+
+/// Redis closes the service's connection for its output buffer while lists are published
+/// (issue 17, bursts): nothing tells the service what it missed, so on its reconnect it
+/// converges from what Redis and FOGIS still hold. With `latest_key`, the service's own
+/// publisher's catch-up key; without it (the real processor writes no key), a pull from the
+/// fogis-api-client service, which every reconnect starts.
+async fn an_overrun_connection_converges(catch_up_key: bool) {
+    // Ten matches: about 100 KB a list, more than Redis's 16 KB reply buffer, so each one
+    // goes to the output buffer that the limit below counts.
+    let big = |i: i64| list_of(i, &(30..40).collect::<Vec<_>>());
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let api = api_client_fake::ApiClientFake::start(api_client_fake::Answer::Bare(
+        big(0)["payload"]["matches"].clone(),
+    ))
+    .await;
+    let api_url = api.url.clone();
+    let svc = Service::start_with(|o| {
+        o.redis = redis_opts(Some(&url));
+        if !catch_up_key {
+            o.pull.fogis_api_client_url = Some(api_url);
+            // No interval: only the start and the events that may lose updates pull.
+            o.pull.fogis_pull_interval_seconds = 0;
+            o.pull.fogis_pull_timeout_seconds = 2;
+        }
+    })
+    .await;
+    svc.wait_redis_connected(Duration::from_secs(10)).await;
+    let p = Publisher::new(RedisUrl::new(redis.url()).unwrap());
+    let targets = PublishTargets {
+        channel: "fogis:matches:updates".into(),
+        latest_key: catch_up_key.then(|| fogis_pubsub::config::DEFAULT_LATEST_KEY.to_string()),
+        stream: None,
+    };
+    p.publish_snapshot(&serde_json::to_vec(&big(0)).unwrap(), &targets)
+        .await
+        .unwrap();
+    wait_for_list(&svc.base, 0, Duration::from_secs(10)).await;
+    let reconnects = |health: &Value| health["redis"]["reconnect_count"].as_u64().unwrap();
+    let reconnects_before = reconnects(&svc.get_json("/health").await);
+
+    // A subscriber with more than 1 KiB waiting is closed at once: every list of the
+    // production size now costs the service its connection, on every run.
+    redis.cli(&[
+        "CONFIG",
+        "SET",
+        "client-output-buffer-limit",
+        "pubsub 1024 1024 0",
+    ]);
+    let last = 40;
+    for i in 1..=last {
+        p.publish_snapshot(&serde_json::to_vec(&big(i)).unwrap(), &targets)
+            .await
+            .unwrap();
+    }
+    // FOGIS itself has the last list too (the processor read it there).
+    api.set(api_client_fake::Answer::Bare(
+        big(last)["payload"]["matches"].clone(),
+    ));
+    let kills = output_buffer_kills(&redis);
+    assert!(
+        kills >= 1,
+        "Redis closed the service for its output buffer: {kills}"
+    );
+    // The burst is over: Redis takes its default limits again.
+    redis.cli(&[
+        "CONFIG",
+        "SET",
+        "client-output-buffer-limit",
+        "pubsub 33554432 8388608 60",
+    ]);
+
+    wait_for_list(&svc.base, last, Duration::from_secs(30)).await;
+    let health = svc.get_json("/health").await;
+    assert!(
+        reconnects(&health) > reconnects_before,
+        "the service noticed it was cut off and reconnected: {health}"
+    );
+    if !catch_up_key {
+        assert!(api.requests() >= 2, "a reconnect pulled from FOGIS");
+    }
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_redis_closed_for_its_output_buffer_converges_from_the_catch_up_key() {
+    an_overrun_connection_converges(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_redis_closed_for_its_output_buffer_converges_from_a_fogis_pull() {
+    an_overrun_connection_converges(false).await;
 }
