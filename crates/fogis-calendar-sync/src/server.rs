@@ -226,6 +226,7 @@ async fn health(State(state): State<AppState>) -> Json<Value> {
             "failing": failing,
         },
         "sinks": sink_summary(&state),
+        "sink_lease": state.sinks.lease.status(),
         "pull": pull,
         "redis": {
             "enabled": redis.enabled,
@@ -252,7 +253,9 @@ fn sink_summary(state: &AppState) -> Value {
         .snapshot()
         .iter()
         .map(|s| {
-            let health = if let Some(what) = &s.reauthorize {
+            let health = if s.standby {
+                "standby: another instance holds the sink lease"
+            } else if let Some(what) = &s.reauthorize {
                 what.as_str()
             } else if s.auth_failed && s.name.starts_with("google") {
                 "access refused by Google (calendar id or permissions): see last_error"
@@ -277,7 +280,11 @@ fn sink_summary(state: &AppState) -> Value {
 }
 
 async fn sinks(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({"success": true, "sinks": state.sinks.snapshot()}))
+    Json(json!({
+        "success": true,
+        "lease": state.sinks.lease.status(),
+        "sinks": state.sinks.snapshot(),
+    }))
 }
 
 /// The phonebook as vCards: the same cards the CardDAV sink writes.
@@ -319,6 +326,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
     };
     let mut text = state.metrics.render(&gauges);
     state.pull.render_metrics(&mut text);
+    state.sinks.lease.render_metrics(&mut text);
     (
         [(
             header::CONTENT_TYPE,

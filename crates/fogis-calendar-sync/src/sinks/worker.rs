@@ -9,6 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
+use super::lease::Gate;
 use super::plan::{Plan, Step};
 use super::{backoff, SinkContext, SinkError, SinkKind, StatusCell};
 use crate::outbox::SinkFailure;
@@ -166,31 +167,49 @@ impl Pass<'_> {
     }
 }
 
-/// The worker of one sink: runs until `shutdown`.
+/// The worker of one sink: runs until `shutdown`. It writes only while `gate` is granted (the
+/// sink lease, [`super::lease`]); a revoked grant ends the pass under way at once, and every
+/// new grant (a takeover) prepares again, adopting what the other instance wrote.
 pub async fn run(
     kind: SinkKind,
     ctx: SinkContext,
     status: StatusCell,
+    mut gate: Gate,
     shutdown: CancellationToken,
 ) {
     let name = kind.name();
     let mut views = ctx.view.clone();
-    let mut prepared = false;
+    // The grant the sink last prepared under.
+    let mut prepared: Option<u64> = None;
     let mut failures = 0u32;
     loop {
         if shutdown.is_cancelled() {
             break;
         }
-        let outcome = if prepared {
-            // Marks this view seen: a newer one, even during the pass, wakes the next turn.
-            let view = views.borrow_and_update().clone();
-            let report = pass(&kind, &ctx, &view, &status).await;
-            report.map(|r| Some((view.version, r)))
-        } else {
-            kind.prepare(&ctx).await.map(|()| {
-                prepared = true;
-                None
-            })
+        let epoch = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            epoch = gate.granted() => epoch,
+        };
+        let work = async {
+            if prepared == Some(epoch) {
+                // Marks this view seen: a newer one, even during the pass, wakes the next turn.
+                let view = views.borrow_and_update().clone();
+                let report = pass(&kind, &ctx, &view, &status).await;
+                report.map(|r| Some((view.version, r)))
+            } else {
+                // Under a lease (epoch > 0) the other instance may have written since this
+                // ledger was: look at the remote afresh.
+                kind.prepare(&ctx, epoch > 0).await.map(|()| None)
+            }
+        };
+        // Cancel safety: a pass dropped mid-step is a crash of this sink; the ledger and the
+        // writes' preconditions make the next pass (here or on the other instance) right.
+        let outcome = tokio::select! {
+            outcome = work => outcome,
+            _ = gate.revoked(epoch) => {
+                tracing::debug!(sink = name, "sink stopped: the lease is gone");
+                continue;
+            }
         };
         let pause = match outcome {
             Ok(report) => {
@@ -201,8 +220,11 @@ pub async fn run(
                 st.auth_failed = false;
                 st.reauthorize = None;
                 st.notice = kind.notice();
+                // Prepared: the collection discovery found, if it did.
+                st.target = kind.target();
                 drop(st);
                 let Some((version, report)) = report else {
+                    prepared = Some(epoch);
                     continue; // prepared: pass right away
                 };
                 let mut st = status.lock().unwrap_or_else(|p| p.into_inner());
@@ -259,6 +281,7 @@ pub async fn run(
             Wait::Pause(wait) => {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
+                    _ = gate.revoked(epoch) => {}
                     _ = tokio::time::sleep(wait) => {}
                 }
             }
@@ -272,6 +295,7 @@ pub async fn run(
                             break;
                         }
                     }
+                    _ = gate.revoked(epoch) => {}
                     _ = tokio::time::sleep(wait) => {}
                 }
             }
