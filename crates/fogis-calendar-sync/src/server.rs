@@ -205,6 +205,13 @@ async fn health(State(state): State<AppState>) -> Json<Value> {
     }
     let pull = state.pull.status();
     attention.extend(pull.attention());
+    let lease = state.sinks.lease.status();
+    if lease.role == crate::sinks::lease::Role::Standby && lease.last_error.is_some() {
+        attention.push(
+            "the sink lease cannot reach Redis: this instance writes no sink until it can (see sink_lease)"
+                .into(),
+        );
+    }
     let redis = state.subscriber.status();
     let mode = match (redis.enabled, redis.connected) {
         (false, _) => "http-only (Redis disabled)",
@@ -226,7 +233,7 @@ async fn health(State(state): State<AppState>) -> Json<Value> {
             "failing": failing,
         },
         "sinks": sink_summary(&state),
-        "sink_lease": state.sinks.lease.status(),
+        "sink_lease": lease,
         "pull": pull,
         "redis": {
             "enabled": redis.enabled,

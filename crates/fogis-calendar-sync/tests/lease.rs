@@ -319,7 +319,13 @@ async fn a_holder_that_cannot_reach_redis_stops_writing_and_resumes_when_it_is_b
     // Redis frozen: A cannot renew, and must stop before its key could expire.
     redis.pause();
     let frozen = Instant::now();
-    wait_role(&a, "standby").await;
+    let health = wait_role(&a, "standby").await;
+    assert!(
+        health["attention"]
+            .to_string()
+            .contains("sink lease cannot reach Redis"),
+        "{health}"
+    );
     eprintln!(
         "the holder stood down {:.1} s after Redis froze",
         frozen.elapsed().as_secs_f64()

@@ -185,9 +185,16 @@ impl Lease {
     }
 }
 
+/// One acquisition: its epoch, and until when it counts (moved on by every renewal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Grant {
+    epoch: u64,
+    until: Instant,
+}
+
 /// A sink worker's view of the lease: may it write, and since which acquisition.
 #[derive(Debug, Clone)]
-pub struct Gate(Option<watch::Receiver<Option<u64>>>);
+pub struct Gate(Option<watch::Receiver<Option<Grant>>>);
 
 impl Gate {
     /// No lease: always granted, epoch 0.
@@ -199,7 +206,10 @@ impl Gate {
     /// Never returns once the lease task is gone (the service is stopping).
     pub async fn granted(&mut self) -> u64 {
         let Some(rx) = &mut self.0 else { return 0 };
-        let epoch = rx.wait_for(Option::is_some).await.map(|g| g.unwrap_or(0));
+        let epoch = rx
+            .wait_for(Option::is_some)
+            .await
+            .map(|g| g.map_or(0, |g| g.epoch));
         match epoch {
             Ok(e) => e,
             Err(_) => std::future::pending().await,
@@ -212,7 +222,15 @@ impl Gate {
             return std::future::pending().await;
         };
         // An error: the lease task is gone, which revokes too.
-        let _ = rx.wait_for(|g| *g != Some(epoch)).await;
+        let _ = rx.wait_for(|g| g.map(|g| g.epoch) != Some(epoch)).await;
+    }
+
+    /// Whether the acquisition `epoch` still counts, by its deadline: checked before every
+    /// write, so a process that was paused past its lease writes nothing more when it wakes.
+    pub fn valid(&self, epoch: u64) -> bool {
+        let Some(rx) = &self.0 else { return true };
+        let grant = *rx.borrow();
+        grant.is_some_and(|g| g.epoch == epoch && Instant::now() < g.until)
     }
 }
 
@@ -263,7 +281,7 @@ struct Holder {
     token: String,
     conn: Option<redis::aio::MultiplexedConnection>,
     lease: Lease,
-    grant: watch::Sender<Option<u64>>,
+    grant: watch::Sender<Option<Grant>>,
     /// A Redis error was logged and no answer came since.
     failing: bool,
 }
@@ -285,7 +303,9 @@ impl Holder {
                     let limit = (deadline - now).min(self.config.renew_every());
                     match self.bounded(limit, Op::Extend).await {
                         Ok(true) => {
-                            valid_until = Some(self.valid_from(now));
+                            let until = self.valid_from(now);
+                            valid_until = Some(until);
+                            self.grant.send_replace(Some(Grant { epoch, until }));
                             now + self.config.renew_every()
                         }
                         Ok(false) => {
@@ -302,9 +322,10 @@ impl Holder {
                 None => match self.bounded(self.config.retry_every(), Op::Acquire).await {
                     Ok(true) => {
                         epoch += 1;
-                        valid_until = Some(self.valid_from(now));
+                        let until = self.valid_from(now);
+                        valid_until = Some(until);
                         self.lease.set_role(Role::Active);
-                        self.grant.send_replace(Some(epoch));
+                        self.grant.send_replace(Some(Grant { epoch, until }));
                         tracing::info!(key = %self.config.key, "acquired the sink lease: this instance writes the sinks");
                         now + self.config.renew_every()
                     }
@@ -470,13 +491,28 @@ mod tests {
     async fn a_gate_follows_the_grants_epoch_by_epoch() {
         let (tx, rx) = watch::channel(None);
         let mut gate = Gate(Some(rx));
-        tx.send_replace(Some(1));
+        let later = Instant::now() + Duration::from_secs(60);
+        tx.send_replace(Some(Grant {
+            epoch: 1,
+            until: later,
+        }));
         assert_eq!(gate.granted().await, 1);
+        assert!(gate.valid(1) && !gate.valid(2));
         tx.send_replace(None);
         gate.revoked(1).await;
-        tx.send_replace(Some(2));
+        assert!(!gate.valid(1));
+        tx.send_replace(Some(Grant {
+            epoch: 2,
+            until: later,
+        }));
         gate.revoked(1).await; // a new acquisition ends the old one too
         assert_eq!(gate.granted().await, 2);
+        // Past its deadline a grant no longer counts, before anyone says so.
+        tx.send_replace(Some(Grant {
+            epoch: 2,
+            until: Instant::now(),
+        }));
+        assert!(!gate.valid(2));
         drop(tx);
         gate.revoked(2).await;
     }

@@ -15,12 +15,15 @@ use super::{backoff, SinkContext, SinkError, SinkKind, StatusCell};
 use crate::outbox::SinkFailure;
 use crate::view::StateView;
 
-/// One pass: plan against the ledger, then execute.
+/// One pass: plan against the ledger, then execute, each step only while `may_write` (the
+/// sink lease is still valid: a process paused past its lease writes nothing more when it
+/// wakes, even before the lease task has noticed).
 async fn pass(
     kind: &SinkKind,
     ctx: &SinkContext,
     view: &Arc<StateView>,
     status: &StatusCell,
+    may_write: impl Fn() -> bool,
 ) -> Result<PassReport, SinkError> {
     let name = kind.name();
     let failures: BTreeMap<String, SinkFailure> = ctx
@@ -47,6 +50,10 @@ async fn pass(
             let p = s.plan(ctx, view, &waiting).await?;
             pass.start(&p.plan);
             for step in &p.plan.steps {
+                if !may_write() {
+                    pass.report.interrupted = true;
+                    break;
+                }
                 let r = s.execute(ctx, view, &p.work, step).await;
                 pass.done(step, r).await?;
             }
@@ -55,6 +62,10 @@ async fn pass(
             let p = s.plan(ctx, view, &waiting).await?;
             pass.start(&p.plan);
             for step in &p.plan.steps {
+                if !may_write() {
+                    pass.report.interrupted = true;
+                    break;
+                }
                 let r = s.execute(ctx, &p.work, step).await;
                 pass.done(step, r).await?;
             }
@@ -63,6 +74,10 @@ async fn pass(
             let p = s.plan(ctx, view, &waiting).await?;
             pass.start(&p.plan);
             for step in &p.plan.steps {
+                if !may_write() {
+                    pass.report.interrupted = true;
+                    break;
+                }
                 let r = s.execute(ctx, &p.work, step).await;
                 pass.done(step, r).await?;
             }
@@ -71,6 +86,10 @@ async fn pass(
             let p = s.plan(ctx, view, &waiting).await?;
             pass.start(&p.plan);
             for step in &p.plan.steps {
+                if !may_write() {
+                    pass.report.interrupted = true;
+                    break;
+                }
                 let r = s.execute(ctx, view, &p.work, step).await;
                 pass.done(step, r).await?;
             }
@@ -79,6 +98,10 @@ async fn pass(
             let p = s.plan(ctx, view, &waiting).await?;
             pass.start(&p.plan);
             for step in &p.plan.steps {
+                if !may_write() {
+                    pass.report.interrupted = true;
+                    break;
+                }
                 let r = s.execute(ctx, &p.work, step).await;
                 pass.done(step, r).await?;
             }
@@ -96,6 +119,8 @@ struct PassReport {
     pending: u64,
     /// When the first waiting item is due.
     next_due: Option<DateTime<Utc>>,
+    /// Stopped before its end: the lease ran out.
+    interrupted: bool,
 }
 
 /// The bookkeeping of one pass: status, per-item failures.
@@ -190,11 +215,12 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
             epoch = gate.granted() => epoch,
         };
+        let check = gate.clone();
         let work = async {
             if prepared == Some(epoch) {
                 // Marks this view seen: a newer one, even during the pass, wakes the next turn.
                 let view = views.borrow_and_update().clone();
-                let report = pass(&kind, &ctx, &view, &status).await;
+                let report = pass(&kind, &ctx, &view, &status, || check.valid(epoch)).await;
                 report.map(|r| Some((view.version, r)))
             } else {
                 // Under a lease (epoch > 0) the other instance may have written since this
@@ -227,20 +253,25 @@ pub async fn run(
                     prepared = Some(epoch);
                     continue; // prepared: pass right away
                 };
-                let mut st = status.lock().unwrap_or_else(|p| p.into_inner());
-                st.pending = report.pending;
-                st.synced_version = version;
-                st.last_success = Some(Utc::now());
-                drop(st);
-                let until_due = report
-                    .next_due
-                    .map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::ZERO));
-                let wait = [until_due, kind.refresh_every()]
-                    .into_iter()
-                    .flatten()
-                    .min()
-                    .unwrap_or(Duration::from_secs(3600));
-                Wait::ForChange(wait)
+                if report.interrupted {
+                    // Not synced: the next grant prepares and passes again.
+                    Wait::Revoked
+                } else {
+                    let mut st = status.lock().unwrap_or_else(|p| p.into_inner());
+                    st.pending = report.pending;
+                    st.synced_version = version;
+                    st.last_success = Some(Utc::now());
+                    drop(st);
+                    let until_due = report
+                        .next_due
+                        .map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::ZERO));
+                    let wait = [until_due, kind.refresh_every()]
+                        .into_iter()
+                        .flatten()
+                        .min()
+                        .unwrap_or(Duration::from_secs(3600));
+                    Wait::ForChange(wait)
+                }
             }
             Err(e) => {
                 failures += 1;
@@ -278,6 +309,12 @@ pub async fn run(
         // Cancel safety: every branch only waits; dropping the losers loses nothing (the state
         // is in the view, the ledger in the file; the next pass plans again).
         match pause {
+            Wait::Revoked => {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = gate.revoked(epoch) => {}
+                }
+            }
             Wait::Pause(wait) => {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
@@ -304,6 +341,8 @@ pub async fn run(
 }
 
 enum Wait {
+    /// The lease ran out during the pass: wait until the lease task says so.
+    Revoked,
     /// The remote is away: wait this long, whatever happens to the state.
     Pause(Duration),
     /// Up to date: wait for a new view, or this long (an item's backoff, the refresh).
