@@ -9,6 +9,10 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+#[path = "common/google_fake.rs"]
+mod google_fake;
+#[path = "common/google_support.rs"]
+mod google_support;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -66,9 +70,13 @@ fn sink<'a>(sinks: &'a Value, name: &str) -> &'a Value {
 
 /// Waits until every sink planned against the current state and has nothing pending.
 async fn wait_sinks_idle(svc: &ServiceProcess) -> Value {
+    wait_n_sinks_idle(svc, 2).await
+}
+
+async fn wait_n_sinks_idle(svc: &ServiceProcess, n: usize) -> Value {
     svc.wait_json("/sinks", "sinks idle", LIMIT, |s| {
         s["sinks"].as_array().is_some_and(|all| {
-            all.len() == 2
+            all.len() == n
                 && all.iter().all(|x| {
                     x["pending"] == 0 && x["last_success"].is_string() && x["standby"] == false
                 })
@@ -380,4 +388,116 @@ async fn a_holder_that_cannot_reach_redis_stops_writing_and_resumes_when_it_is_b
     assert_eq!(events.len(), 3, "{events:?}");
     let other = if holder == "a" { &b } else { &a };
     assert_eq!(role(&other.get_json("/health").await.unwrap()), "standby");
+}
+
+/// Match id -> number of live events in the fake Google calendar.
+fn google_events(fake: &google_fake::GoogleFake) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    let f = fake.lock();
+    for e in f
+        .calendar
+        .calendars
+        .get(google_support::CALENDAR_ID)
+        .into_iter()
+        .flat_map(|c| c.values())
+        .filter(|e| e["status"] != "cancelled")
+    {
+        let id = &e["extendedProperties"]["private"]["matchId"];
+        let id = id.as_str().map_or(id.to_string(), str::to_string);
+        *out.entry(id).or_default() += 1;
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn google_the_standby_takes_over_from_a_killed_holder_with_one_event_per_match() {
+    let fake = google_fake::GoogleFake::start().await;
+    let redis = RedisServer::start();
+    let dirs = tempfile::tempdir().unwrap();
+    let env = |name: &str| {
+        let token = dirs.path().join(format!("token-{name}.json"));
+        fake.write_token_file(&token, true);
+        vec![
+            ("DATA_DIR", dirs.path().join(name).display().to_string()),
+            ("REDIS_URL", redis.url()),
+            ("REDIS_CONSUMER_NAME", name.to_string()),
+            ("SINK_LEASE", "true".into()),
+            ("GOOGLE_TOKEN_FILE", token.display().to_string()),
+            ("GOOGLE_CALENDAR_ID", google_support::CALENDAR_ID.into()),
+            ("GOOGLE_CONTACTS_ENABLED", "false".into()),
+            ("GOOGLE_CALENDAR_API_URL", fake.calendar_url()),
+            ("GOOGLE_PEOPLE_API_URL", fake.people_url()),
+            ("GOOGLE_TOKEN_URL", fake.token_url()),
+            ("GOOGLE_RETRY_BASE_MS", "20".into()),
+            ("USER_REFEREE_NUMBER", google_support::USER_REFEREE.into()),
+        ]
+    };
+    let mut a = ServiceProcess::spawn(&env("a")).await;
+    wait_role(&a, "active").await;
+    let b = ServiceProcess::spawn(&env("b")).await;
+    for svc in [&a, &b] {
+        svc.wait_json("/redis-status", "connected to Redis", LIMIT, |s| {
+            s["redis_status"]["connected"] == true
+        })
+        .await;
+    }
+    let (first, second) = lists();
+    publish(&redis, &first).await;
+    a.wait_json("/matches", "list 1 applied", LIMIT, |m| m["total"] == 3)
+        .await;
+    let one_each = |ids: &[i64]| -> BTreeMap<String, usize> {
+        ids.iter().map(|i| (i.to_string(), 1)).collect()
+    };
+    let want = one_each(&[7_000_000, 7_000_001, 7_000_002]);
+    eventually(
+        "list 1 in Google",
+        LIMIT,
+        Duration::from_millis(50),
+        || async {
+            let have = google_events(&fake);
+            if have == want {
+                Ok(())
+            } else {
+                Err(format!("{have:?}"))
+            }
+        },
+    )
+    .await;
+    wait_n_sinks_idle(&a, 1).await;
+    b.wait_json("/matches", "list 1 applied on B", LIMIT, |m| {
+        m["total"] == 3
+    })
+    .await;
+    let sinks_b = b.get_json("/sinks").await.unwrap();
+    assert_eq!(
+        sink(&sinks_b, "google_calendar")["operations_done"],
+        0,
+        "{sinks_b}"
+    );
+
+    a.kill();
+    let killed = Instant::now();
+    publish(&redis, &second).await;
+    wait_role(&b, "active").await;
+    eprintln!(
+        "Google: takeover {:.1} s after the kill",
+        killed.elapsed().as_secs_f64()
+    );
+    let want = one_each(&[7_000_000, 7_000_001, 7_000_003]);
+    eventually(
+        "list 2 in Google, once",
+        LIMIT,
+        Duration::from_millis(50),
+        || async {
+            let have = google_events(&fake);
+            if have == want {
+                Ok(())
+            } else {
+                Err(format!("{have:?}"))
+            }
+        },
+    )
+    .await;
+    wait_n_sinks_idle(&b, 1).await;
+    assert_eq!(google_events(&fake), want);
 }

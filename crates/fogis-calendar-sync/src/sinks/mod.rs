@@ -289,7 +289,7 @@ impl SinkKind {
             SinkKind::CalDav(s) => s.prepare(ctx, fresh_look).await,
             SinkKind::CardDav(s) => s.prepare(ctx, fresh_look).await,
             SinkKind::Forward(_) | SinkKind::GoogleContacts(_) => Ok(()),
-            SinkKind::GoogleCalendar(s) => s.prepare(ctx).await,
+            SinkKind::GoogleCalendar(s) => s.prepare(ctx, fresh_look).await,
         }
     }
 
