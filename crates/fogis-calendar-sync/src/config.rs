@@ -9,6 +9,10 @@ use clap::Args;
 pub mod google;
 
 /// The event title when `EVENT_TITLE` is not set.
+/// The sink lease's default time to live, in seconds (`SINK_LEASE_TTL_SECONDS`).
+pub const DEFAULT_SINK_LEASE_TTL_SECONDS: u64 = 10;
+
+/// The event title when `EVENT_TITLE` is not set.
 pub const DEFAULT_EVENT_TITLE: &str = "{home} - {away}";
 
 /// A secret that never shows itself in `Debug` output or logs.
@@ -254,9 +258,33 @@ pub struct SinkOpts {
     #[arg(long, env = "SINK_TIMEOUT_SECONDS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=600))]
     pub sink_timeout_seconds: u64,
+    /// Write the sinks only while this instance holds a lease in Redis (REDIS_URL): for two
+    /// instances, each with its own DATA_DIR, serving one calendar. Off: the sinks are always
+    /// written, Redis or not.
+    #[arg(long, env = "SINK_LEASE", default_value_t = false, action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub sink_lease: bool,
+    /// The lease's name (key `fogis:calendar-sync:sink-lease:<name>`); default: a digest of the
+    /// configured sinks' targets. Setting it turns the lease on.
+    #[arg(long, env = "SINK_LEASE_KEY")]
+    pub sink_lease_key: Option<String>,
+    /// The lease's time to live: a standby takes over within 1.2 times this after the holder
+    /// dies; the holder renews every 0.3 times it.
+    #[arg(long, env = "SINK_LEASE_TTL_SECONDS", default_value_t = DEFAULT_SINK_LEASE_TTL_SECONDS,
+          value_parser = clap::value_parser!(u64).range(2..=300))]
+    pub sink_lease_ttl_seconds: u64,
 }
 
 impl SinkOpts {
+    /// Whether the sinks are written only under the lease.
+    pub fn lease_enabled(&self) -> bool {
+        self.sink_lease
+            || self
+                .sink_lease_key
+                .as_deref()
+                .is_some_and(|k| !k.trim().is_empty())
+    }
+
     pub fn none() -> Self {
         SinkOpts {
             caldav_url: None,
@@ -268,6 +296,9 @@ impl SinkOpts {
             forward_url: None,
             forward_token: None,
             sink_timeout_seconds: 30,
+            sink_lease: false,
+            sink_lease_key: None,
+            sink_lease_ttl_seconds: DEFAULT_SINK_LEASE_TTL_SECONDS,
         }
     }
 }

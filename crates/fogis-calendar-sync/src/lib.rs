@@ -144,6 +144,35 @@ async fn follow_other_writers(engine: Arc<Engine>, shutdown: CancellationToken) 
     }
 }
 
+/// The sink lease when configured (`SINK_LEASE`, `SINK_LEASE_KEY`), else an open gate.
+fn start_lease(
+    opts: &ServeOpts,
+    kinds: &[sinks::SinkKind],
+    tracker: &tokio_util::task::TaskTracker,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(sinks::lease::Gate, sinks::lease::Lease)> {
+    use anyhow::Context;
+    let off = (sinks::lease::Gate::open(), sinks::lease::Lease::off());
+    if !opts.sinks.lease_enabled() {
+        return Ok(off);
+    }
+    if kinds.is_empty() {
+        tracing::warn!("SINK_LEASE is set but no sink is configured: there is nothing to lease");
+        return Ok(off);
+    }
+    let targets: Vec<String> = kinds
+        .iter()
+        .map(|k| format!("{}={}", k.name(), k.target()))
+        .collect();
+    let config = sinks::lease::LeaseConfig::new(
+        opts.sinks.sink_lease_key.as_deref(),
+        &targets,
+        std::time::Duration::from_secs(opts.sinks.sink_lease_ttl_seconds),
+    );
+    let url = fogis_pubsub::RedisUrl::new(opts.redis.redis_url.clone()).context("REDIS_URL")?;
+    sinks::lease::start(&url, config, tracker, shutdown.clone()).context("SINK_LEASE")
+}
+
 /// Runs the service until `shutdown` is cancelled.
 pub async fn run(
     opts: ServeOpts,
@@ -179,9 +208,13 @@ pub async fn run(
         }
     }
     let tracker = tokio_util::task::TaskTracker::new();
+    // The sinks on a tracker of their own: the lease is released only once they stopped.
+    let sink_tracker = tokio_util::task::TaskTracker::new();
     let sinks_shutdown = shutdown.child_token();
+    let lease_shutdown = CancellationToken::new();
+    let gate = start_lease(&opts, &kinds, &tracker, &lease_shutdown)?;
     let context = sinks::SinkContext::new(engine.watch(), ledger);
-    let sinks = sinks::Sinks::start(kinds, &context, &tracker, &sinks_shutdown);
+    let sinks = sinks::Sinks::start(kinds, &context, gate, &sink_tracker, &sinks_shutdown);
     tracker.spawn(follow_other_writers(engine.clone(), sinks_shutdown.clone()));
     if opts.archive_retention_days > 0 || opts.max_archived_matches > 0 {
         tracker.spawn(engine::retention::retention_loop(
@@ -243,6 +276,9 @@ pub async fn run(
     subscriber.join().await;
     pull_shutdown.cancel();
     sinks_shutdown.cancel();
+    sink_tracker.close();
+    sink_tracker.wait().await;
+    lease_shutdown.cancel();
     tracker.close();
     tracker.wait().await;
     served?;

@@ -21,6 +21,7 @@ pub mod carddav;
 pub mod dav;
 pub mod forward;
 pub mod google;
+pub mod lease;
 pub mod plan;
 mod worker;
 
@@ -120,6 +121,8 @@ pub struct SinkStatus {
     pub notice: Option<String>,
     pub consecutive_failures: u32,
     pub operations_done: u64,
+    /// Another instance holds the sink lease: this one writes nothing until it takes over.
+    pub standby: bool,
     /// The state version the last successful pass planned against (-1: none yet). While it is
     /// older than the current view, the sink has work it has not planned yet: `pending` shows
     /// at least 1.
@@ -267,13 +270,19 @@ impl SinkKind {
         }
     }
 
-    /// Once per start: the remote collection made ready, existing items adopted.
-    pub(crate) async fn prepare(&self, ctx: &SinkContext) -> Result<(), SinkError> {
+    /// Once per start, and under a lease once per acquisition: the remote collection made
+    /// ready, existing items adopted. `fresh_look`: the other instance of a lease may have
+    /// written since the ledger was, so the ledger is made to say what is there now.
+    pub(crate) async fn prepare(
+        &self,
+        ctx: &SinkContext,
+        fresh_look: bool,
+    ) -> Result<(), SinkError> {
         match self {
-            SinkKind::CalDav(s) => s.prepare(ctx).await,
-            SinkKind::CardDav(s) => s.prepare(ctx).await,
+            SinkKind::CalDav(s) => s.prepare(ctx, fresh_look).await,
+            SinkKind::CardDav(s) => s.prepare(ctx, fresh_look).await,
             SinkKind::Forward(_) | SinkKind::GoogleContacts(_) => Ok(()),
-            SinkKind::GoogleCalendar(s) => s.prepare(ctx).await,
+            SinkKind::GoogleCalendar(s) => s.prepare(ctx, fresh_look).await,
         }
     }
 
@@ -293,13 +302,16 @@ pub struct Sinks {
     pub statuses: Vec<StatusCell>,
     /// The state the sinks follow (`None`: no sinks were started).
     view: Option<ViewWatch>,
+    /// The sink lease ([`lease`]): role `off` when none is configured.
+    pub lease: lease::Lease,
 }
 
 impl Sinks {
-    /// Starts one worker per sink on `tracker`.
+    /// Starts one worker per sink on `tracker`, each writing only while `gate` is granted.
     pub fn start(
         kinds: Vec<SinkKind>,
         ctx: &SinkContext,
+        (gate, lease): (lease::Gate, lease::Lease),
         tracker: &tokio_util::task::TaskTracker,
         shutdown: &CancellationToken,
     ) -> Sinks {
@@ -313,11 +325,18 @@ impl Sinks {
             }));
             tracing::info!(sink = kind.name(), target = %kind.target(), "sink enabled");
             statuses.push(status.clone());
-            tracker.spawn(run(kind, ctx.clone(), status, shutdown.clone()));
+            tracker.spawn(run(
+                kind,
+                ctx.clone(),
+                status,
+                gate.clone(),
+                shutdown.clone(),
+            ));
         }
         Sinks {
             statuses,
             view: Some(ctx.view.clone()),
+            lease,
         }
     }
 
@@ -325,6 +344,7 @@ impl Sinks {
     /// not planned against the current state yet shows pending work.
     pub fn snapshot(&self) -> Vec<SinkStatus> {
         let current = self.view.as_ref().map(|v| v.borrow().version);
+        let standby = self.lease.status().role == lease::Role::Standby;
         self.statuses
             .iter()
             .map(|cell| {
@@ -332,6 +352,7 @@ impl Sinks {
                 if current.is_some_and(|v| st.synced_version < v) || st.synced_version < 0 {
                     st.pending = st.pending.max(1);
                 }
+                st.standby = standby;
                 st
             })
             .collect()

@@ -66,6 +66,13 @@ pub(super) async fn health(State(state): State<AppState>) -> Json<Value> {
     }
     let pull = state.pull.status();
     attention.extend(pull.attention());
+    let lease = state.sinks.lease.status();
+    if lease.role == crate::sinks::lease::Role::Standby && lease.last_error.is_some() {
+        attention.push(
+            "the sink lease cannot reach Redis: this instance writes no sink until it can (see sink_lease)"
+                .into(),
+        );
+    }
     let redis = state.subscriber.status();
     let mode = match (redis.enabled, redis.connected) {
         (false, _) => "http-only (Redis disabled)",
@@ -87,6 +94,7 @@ pub(super) async fn health(State(state): State<AppState>) -> Json<Value> {
             "failing": failing,
         },
         "sinks": sink_summary(&state),
+        "sink_lease": lease,
         "pull": pull,
         "redis": {
             "enabled": redis.enabled,
@@ -113,7 +121,9 @@ fn sink_summary(state: &AppState) -> Value {
         .snapshot()
         .iter()
         .map(|s| {
-            let health = if let Some(what) = &s.reauthorize {
+            let health = if s.standby {
+                "standby: another instance holds the sink lease"
+            } else if let Some(what) = &s.reauthorize {
                 what.as_str()
             } else if s.auth_failed && s.name.starts_with("google") {
                 "access refused by Google (calendar id or permissions): see last_error"
@@ -138,7 +148,11 @@ fn sink_summary(state: &AppState) -> Value {
 }
 
 pub(super) async fn sinks(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({"success": true, "sinks": state.sinks.snapshot()}))
+    Json(json!({
+        "success": true,
+        "lease": state.sinks.lease.status(),
+        "sinks": state.sinks.snapshot(),
+    }))
 }
 
 /// The phonebook as vCards: the same cards the CardDAV sink writes.
@@ -183,6 +197,7 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Response {
     };
     let mut text = state.metrics.render(&gauges);
     state.pull.render_metrics(&mut text);
+    state.sinks.lease.render_metrics(&mut text);
     (
         [(
             header::CONTENT_TYPE,

@@ -21,6 +21,9 @@ use crate::sinks::{known_of, write_over, Planned, SinkContext, SinkError, CALDAV
 use crate::store::ledger::SinkItem;
 
 const CONTENT_TYPE: &str = "text/calendar; charset=utf-8";
+/// The ledger hash of an event found at a takeover under the sink lease: owned (the pair wrote
+/// it), equal to no wanted content.
+pub const TAKEN_OVER: &str = "taken-over";
 
 /// Writes events to one CalDAV calendar collection.
 #[derive(Debug)]
@@ -49,7 +52,13 @@ impl CalDavSink {
 
     /// Creates the calendar when missing and adopts resources carrying our UIDs (recorded with
     /// an empty hash: found, not written by us).
-    pub async fn prepare(&self, ctx: &SinkContext) -> Result<(), SinkError> {
+    ///
+    /// `fresh_look` (a takeover under the sink lease): the other instance of the pair may have
+    /// written, rewritten or deleted events since this ledger was written. Records of events no
+    /// longer there are forgotten (so a wanted one is created again), and an event not as the
+    /// ledger left it (another name or ETag) is recorded as [`TAKEN_OVER`]: the pair's own, so
+    /// it is rewritten from this state when wanted and deleted when its match is withdrawn.
+    pub async fn prepare(&self, ctx: &SinkContext, fresh_look: bool) -> Result<(), SinkError> {
         self.client.ensure_calendar(&self.display_name).await?;
         let found: Vec<SinkItem> = self
             .client
@@ -62,15 +71,29 @@ impl CalDavSink {
                     key: id.to_string(),
                     remote_name: r.name,
                     etag: r.etag,
-                    hash: String::new(),
+                    hash: if fresh_look {
+                        TAKEN_OVER.into()
+                    } else {
+                        String::new()
+                    },
                 })
             })
             .collect();
         ctx.ledger(move |s| {
+            if fresh_look {
+                let there: BTreeSet<&str> = found.iter().map(|f| f.key.as_str()).collect();
+                for mine in s.sink_items(CALDAV)? {
+                    if !there.contains(mine.key.as_str()) {
+                        s.delete_sink_item(CALDAV, &mine.key)?;
+                    }
+                }
+            }
             for item in &found {
                 match s.sink_item(CALDAV, &item.key)? {
                     // Still where we left it: our record (ETag, hash) stands.
-                    Some(mine) if mine.remote_name == item.remote_name => {}
+                    Some(mine)
+                        if mine.remote_name == item.remote_name
+                            && (!fresh_look || mine.etag == item.etag) => {}
                     _ => s.put_sink_item(CALDAV, item)?,
                 }
             }

@@ -29,6 +29,9 @@ const CONTENT_TYPE: &str = "text/vcard; charset=utf-8";
 /// The ledger hash of a card found in the address book, not written by this sink: its lines'
 /// hash ([`lines_hash`]) after this prefix.
 const ADOPTED: &str = "adopted:";
+/// The ledger hash of a card found at a takeover under the sink lease: the pair's own (it may
+/// be deleted), compared by its lines ([`lines_hash`]) after this prefix.
+const TAKEN: &str = "taken:";
 
 /// Writes cards to one CardDAV address book.
 #[derive(Debug)]
@@ -78,37 +81,58 @@ impl CardDavSink {
 
     /// Creates the address book when missing and adopts the cards carrying our UIDs that the
     /// ledger does not know where they are: each is read once, to compare its content later.
-    pub async fn prepare(&self, ctx: &SinkContext) -> Result<(), SinkError> {
+    ///
+    /// `fresh_look` (a takeover under the sink lease): the other instance of the pair may have
+    /// written or deleted cards since this ledger was written. Records of cards no longer there
+    /// are forgotten, and a card not as the ledger left it (another name or ETag) is read and
+    /// recorded as [`TAKEN`]: the pair's own, compared by its lines (rewritten only when they
+    /// differ) and deleted when the phonebook no longer holds it.
+    pub async fn prepare(&self, ctx: &SinkContext, fresh_look: bool) -> Result<(), SinkError> {
         self.client.ensure_addressbook(&self.display_name).await?;
         let found = self.client.find_uids().await?;
         let items = ctx.items(CARDDAV).await?;
         let mut adopted = Vec::new();
+        let mut there = BTreeSet::new();
         for r in found {
             let Some(uid) = r.uid.filter(|u| u.starts_with("fogis-referee-")) else {
                 continue;
             };
-            if items.get(&uid).is_some_and(|k| k.remote_name == r.name) {
+            there.insert(uid.clone());
+            if items
+                .get(&uid)
+                .is_some_and(|k| k.remote_name == r.name && (!fresh_look || k.etag == r.etag))
+            {
                 continue; // still where we left it: our record stands
             }
             let Some((body, etag)) = self.client.get(&r.name).await? else {
                 continue; // gone meanwhile
             };
+            let prefix = if fresh_look { TAKEN } else { ADOPTED };
             adopted.push(SinkItem {
                 key: uid,
                 remote_name: r.name,
                 etag: etag.or(r.etag),
-                hash: format!("{ADOPTED}{}", lines_hash(&body)),
+                hash: format!("{prefix}{}", lines_hash(&body)),
             });
         }
-        if adopted.is_empty() {
+        let forget: Vec<String> = if fresh_look {
+            items.into_keys().filter(|k| !there.contains(k)).collect()
+        } else {
+            Vec::new()
+        };
+        if adopted.is_empty() && forget.is_empty() {
             return Ok(());
         }
         tracing::info!(
             sink = CARDDAV,
             cards = adopted.len(),
+            forgotten = forget.len(),
             "adopted referee cards already in the address book"
         );
         ctx.ledger(move |s| {
+            for key in &forget {
+                s.delete_sink_item(CARDDAV, key)?;
+            }
             for item in &adopted {
                 s.put_sink_item(CARDDAV, item)?;
             }
@@ -230,7 +254,11 @@ pub fn plan_cards(
         .cloned()
         .collect();
     plan::plan(wanted, &gone, &known, has_list, waiting, |w, k| {
-        match k.hash.strip_prefix(ADOPTED) {
+        match k
+            .hash
+            .strip_prefix(ADOPTED)
+            .or_else(|| k.hash.strip_prefix(TAKEN))
+        {
             Some(lines) => lines == w.lines,
             None => k.hash == w.hash,
         }
@@ -328,6 +356,28 @@ mod tests {
         // Cards 2 and 3 were found, not written by us, and the phonebook no longer holds them:
         // kept.
         assert_eq!(p.steps, vec![Step::Own("fogis-referee-1".into())]);
+    }
+
+    #[test]
+    fn cards_taken_over_from_the_other_instance_are_ours_and_compared_by_their_lines() {
+        let body = "BEGIN:VCARD\r\nFN:A\r\nEND:VCARD\r\n";
+        let wanted: BTreeMap<_, _> = [("fogis-referee-1".to_string(), card(body))].into();
+        let stored = body.replace("\r\n", "\n");
+        let items: BTreeMap<_, _> = [
+            item("fogis-referee-1", format!("{TAKEN}{}", lines_hash(&stored))),
+            item("fogis-referee-2", format!("{TAKEN}whatever")),
+        ]
+        .into();
+        let p = plan_cards(&wanted, &items, true, &BTreeSet::new());
+        // Card 1 is as wanted: no write. Card 2 the phonebook no longer holds: it goes.
+        assert_eq!(p.steps, vec![Step::Delete("fogis-referee-2".into())]);
+        let changed: BTreeMap<_, _> = [(
+            "fogis-referee-1".to_string(),
+            card(&body.replace("FN:A", "FN:B")),
+        )]
+        .into();
+        let p = plan_cards(&changed, &items, true, &BTreeSet::new());
+        assert_eq!(p.steps[0], Step::Put("fogis-referee-1".into()));
     }
 
     #[test]

@@ -9,17 +9,21 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
+use super::lease::Gate;
 use super::plan::{Plan, Step};
 use super::{backoff, SinkContext, SinkError, SinkKind, StatusCell};
 use crate::engine::view::StateView;
 use crate::store::ledger::SinkFailure;
 
-/// One pass: plan against the ledger, then execute.
+/// One pass: plan against the ledger, then execute, each step only while `may_write` (the
+/// sink lease is still valid: a process paused past its lease writes nothing more when it
+/// wakes, even before the lease task has noticed).
 async fn pass(
     kind: &SinkKind,
     ctx: &SinkContext,
     view: &Arc<StateView>,
     status: &StatusCell,
+    may_write: impl Fn() -> bool,
 ) -> Result<PassReport, SinkError> {
     let name = kind.name();
     let failures: BTreeMap<String, SinkFailure> = ctx
@@ -46,6 +50,10 @@ async fn pass(
             let p = s.plan(ctx, view, &waiting).await?;
             pass.start(&p.plan);
             for step in &p.plan.steps {
+                if !may_write() {
+                    pass.report.interrupted = true;
+                    break;
+                }
                 let r = s.execute(ctx, view, &p.work, step).await;
                 pass.done(step, r).await?;
             }
@@ -54,6 +62,10 @@ async fn pass(
             let p = s.plan(ctx, view, &waiting).await?;
             pass.start(&p.plan);
             for step in &p.plan.steps {
+                if !may_write() {
+                    pass.report.interrupted = true;
+                    break;
+                }
                 let r = s.execute(ctx, &p.work, step).await;
                 pass.done(step, r).await?;
             }
@@ -62,6 +74,10 @@ async fn pass(
             let p = s.plan(ctx, view, &waiting).await?;
             pass.start(&p.plan);
             for step in &p.plan.steps {
+                if !may_write() {
+                    pass.report.interrupted = true;
+                    break;
+                }
                 let r = s.execute(ctx, &p.work, step).await;
                 pass.done(step, r).await?;
             }
@@ -70,6 +86,10 @@ async fn pass(
             let p = s.plan(ctx, view, &waiting).await?;
             pass.start(&p.plan);
             for step in &p.plan.steps {
+                if !may_write() {
+                    pass.report.interrupted = true;
+                    break;
+                }
                 let r = s.execute(ctx, view, &p.work, step).await;
                 pass.done(step, r).await?;
             }
@@ -78,6 +98,10 @@ async fn pass(
             let p = s.plan(ctx, view, &waiting).await?;
             pass.start(&p.plan);
             for step in &p.plan.steps {
+                if !may_write() {
+                    pass.report.interrupted = true;
+                    break;
+                }
                 let r = s.execute(ctx, &p.work, step).await;
                 pass.done(step, r).await?;
             }
@@ -95,6 +119,8 @@ struct PassReport {
     pending: u64,
     /// When the first waiting item is due.
     next_due: Option<DateTime<Utc>>,
+    /// Stopped before its end: the lease ran out.
+    interrupted: bool,
 }
 
 /// The bookkeeping of one pass: status, per-item failures.
@@ -166,31 +192,50 @@ impl Pass<'_> {
     }
 }
 
-/// The worker of one sink: runs until `shutdown`.
+/// The worker of one sink: runs until `shutdown`. It writes only while `gate` is granted (the
+/// sink lease, [`super::lease`]); a revoked grant ends the pass under way at once, and every
+/// new grant (a takeover) prepares again, adopting what the other instance wrote.
 pub async fn run(
     kind: SinkKind,
     ctx: SinkContext,
     status: StatusCell,
+    mut gate: Gate,
     shutdown: CancellationToken,
 ) {
     let name = kind.name();
     let mut views = ctx.view.clone();
-    let mut prepared = false;
+    // The grant the sink last prepared under.
+    let mut prepared: Option<u64> = None;
     let mut failures = 0u32;
     loop {
         if shutdown.is_cancelled() {
             break;
         }
-        let outcome = if prepared {
-            // Marks this view seen: a newer one, even during the pass, wakes the next turn.
-            let view = views.borrow_and_update().clone();
-            let report = pass(&kind, &ctx, &view, &status).await;
-            report.map(|r| Some((view.version, r)))
-        } else {
-            kind.prepare(&ctx).await.map(|()| {
-                prepared = true;
-                None
-            })
+        let epoch = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            epoch = gate.granted() => epoch,
+        };
+        let check = gate.clone();
+        let work = async {
+            if prepared == Some(epoch) {
+                // Marks this view seen: a newer one, even during the pass, wakes the next turn.
+                let view = views.borrow_and_update().clone();
+                let report = pass(&kind, &ctx, &view, &status, || check.valid(epoch)).await;
+                report.map(|r| Some((view.version, r)))
+            } else {
+                // Under a lease (epoch > 0) the other instance may have written since this
+                // ledger was: look at the remote afresh.
+                kind.prepare(&ctx, epoch > 0).await.map(|()| None)
+            }
+        };
+        // Cancel safety: a pass dropped mid-step is a crash of this sink; the ledger and the
+        // writes' preconditions make the next pass (here or on the other instance) right.
+        let outcome = tokio::select! {
+            outcome = work => outcome,
+            _ = gate.revoked(epoch) => {
+                tracing::debug!(sink = name, "sink stopped: the lease is gone");
+                continue;
+            }
         };
         let pause = match outcome {
             Ok(report) => {
@@ -201,24 +246,32 @@ pub async fn run(
                 st.auth_failed = false;
                 st.reauthorize = None;
                 st.notice = kind.notice();
+                // Prepared: the collection discovery found, if it did.
+                st.target = kind.target();
                 drop(st);
                 let Some((version, report)) = report else {
+                    prepared = Some(epoch);
                     continue; // prepared: pass right away
                 };
-                let mut st = status.lock().unwrap_or_else(|p| p.into_inner());
-                st.pending = report.pending;
-                st.synced_version = version;
-                st.last_success = Some(Utc::now());
-                drop(st);
-                let until_due = report
-                    .next_due
-                    .map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::ZERO));
-                let wait = [until_due, kind.refresh_every()]
-                    .into_iter()
-                    .flatten()
-                    .min()
-                    .unwrap_or(Duration::from_secs(3600));
-                Wait::ForChange(wait)
+                if report.interrupted {
+                    // Not synced: the next grant prepares and passes again.
+                    Wait::Revoked
+                } else {
+                    let mut st = status.lock().unwrap_or_else(|p| p.into_inner());
+                    st.pending = report.pending;
+                    st.synced_version = version;
+                    st.last_success = Some(Utc::now());
+                    drop(st);
+                    let until_due = report
+                        .next_due
+                        .map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::ZERO));
+                    let wait = [until_due, kind.refresh_every()]
+                        .into_iter()
+                        .flatten()
+                        .min()
+                        .unwrap_or(Duration::from_secs(3600));
+                    Wait::ForChange(wait)
+                }
             }
             Err(e) => {
                 failures += 1;
@@ -256,9 +309,16 @@ pub async fn run(
         // Cancel safety: every branch only waits; dropping the losers loses nothing (the state
         // is in the view, the ledger in the file; the next pass plans again).
         match pause {
+            Wait::Revoked => {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = gate.revoked(epoch) => {}
+                }
+            }
             Wait::Pause(wait) => {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
+                    _ = gate.revoked(epoch) => {}
                     _ = tokio::time::sleep(wait) => {}
                 }
             }
@@ -272,6 +332,7 @@ pub async fn run(
                             break;
                         }
                     }
+                    _ = gate.revoked(epoch) => {}
                     _ = tokio::time::sleep(wait) => {}
                 }
             }
@@ -280,6 +341,8 @@ pub async fn run(
 }
 
 enum Wait {
+    /// The lease ran out during the pass: wait until the lease task says so.
+    Revoked,
     /// The remote is away: wait this long, whatever happens to the state.
     Pause(Duration),
     /// Up to date: wait for a new view, or this long (an item's backoff, the refresh).

@@ -326,3 +326,98 @@ pub fn future_snapshot(days: &[i64], message_id: &str) -> Value {
 pub fn secret(s: &str) -> Option<Secret> {
     Some(Secret::new(s))
 }
+
+/// The service binary as a child process on a free port, with its log in a file of its own:
+/// for tests that kill it for real (SIGKILL) or run two side by side. Killed on drop.
+pub struct ServiceProcess {
+    child: Option<std::process::Child>,
+    pub base: String,
+    log: tempfile::NamedTempFile,
+    http: reqwest::Client,
+}
+
+impl ServiceProcess {
+    /// Starts `serve` with `env` (plus `BIND` on a free port and `RUST_LOG=info` unless given)
+    /// and waits until `/health` answers.
+    pub async fn spawn(env: &[(&str, String)]) -> ServiceProcess {
+        let port = test_support::free_port();
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_fogis-calendar-sync"));
+        cmd.arg("serve")
+            .env("BIND", format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log.reopen().unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let svc = ServiceProcess {
+            child: Some(cmd.spawn().unwrap()),
+            base: format!("http://127.0.0.1:{port}"),
+            log,
+            http: reqwest::Client::new(),
+        };
+        eventually(
+            "answering /health",
+            Duration::from_secs(30),
+            Duration::from_millis(20),
+            || async {
+                match svc.get_json("/health").await {
+                    Some(_) => Ok(()),
+                    None => Err(svc.log()),
+                }
+            },
+        )
+        .await;
+        svc
+    }
+
+    /// SIGKILL: no shutdown, nothing released.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    /// The JSON answer to a GET of `path`, `None` when there is none.
+    pub async fn get_json(&self, path: &str) -> Option<Value> {
+        let resp = self.http.get(format!("{}{path}", self.base)).send().await;
+        resp.ok()?.json().await.ok()
+    }
+
+    pub async fn post(&self, path: &str, body: Vec<u8>) -> u16 {
+        let resp = self.http.post(format!("{}{path}", self.base)).body(body);
+        resp.send().await.map_or(0, |r| r.status().as_u16())
+    }
+
+    /// GETs `path` every 20 ms until `pred` holds on its JSON answer (see [`eventually`]).
+    pub async fn wait_json(
+        &self,
+        path: &str,
+        what: &str,
+        limit: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        eventually(what, limit, Duration::from_millis(20), || async {
+            match self.get_json(path).await {
+                Some(v) if pred(&v) => Ok(v),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -37,6 +37,9 @@ pub struct CalendarSink {
     events_url: String,
     cancelled: CancelledPolicy,
     notice: Arc<Mutex<Option<String>>>,
+    /// Prepared under the sink lease: events found carrying a `matchId` are the pair's own
+    /// (the other instance wrote them), so one of a withdrawn match is deleted.
+    shared: std::sync::atomic::AtomicBool,
 }
 
 impl CalendarSink {
@@ -51,6 +54,7 @@ impl CalendarSink {
             ),
             cancelled,
             notice: Arc::default(),
+            shared: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -113,7 +117,9 @@ impl CalendarSink {
     }
 
     /// Adopts the calendar's events and removes duplicates (see the module doc).
-    pub async fn prepare(&self, ctx: &SinkContext) -> Result<(), SinkError> {
+    pub async fn prepare(&self, ctx: &SinkContext, shared: bool) -> Result<(), SinkError> {
+        self.shared
+            .store(shared, std::sync::atomic::Ordering::Relaxed);
         let events = self.list_all().await?;
         let known = ctx.ledger(|s| s.sink_items(GOOGLE_CALENDAR)).await?;
         let plan = adopt::plan(&events, &known);
@@ -187,7 +193,9 @@ impl CalendarSink {
                 let owned = match Binding::decode(&i.hash).state {
                     State::Body(_) => true,
                     State::Removed => false,
-                    State::Adopted { .. } | State::Unknown => policy.contains(k),
+                    State::Adopted { .. } | State::Unknown => {
+                        policy.contains(k) || self.shared.load(std::sync::atomic::Ordering::Relaxed)
+                    }
                 };
                 let known = Known {
                     hash: i.hash.clone(),
