@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use crate::ics;
 use crate::outbox::SinkItem;
+use crate::sinks::content::{self, ADOPTED};
 use crate::sinks::dav::{DavClient, DavError};
 use crate::sinks::plan::{self, Step};
 use crate::sinks::{known_of, write_over, Planned, SinkContext, SinkError, CALDAV};
@@ -48,7 +49,7 @@ impl CalDavSink {
     }
 
     /// Creates the calendar when missing and adopts resources carrying our UIDs (recorded with
-    /// an empty hash: found, not written by us).
+    /// the hash of their content lines after [`ADOPTED`]: found, not written by us).
     pub async fn prepare(&self, ctx: &SinkContext) -> Result<(), SinkError> {
         self.client.ensure_calendar(&self.display_name).await?;
         let found: Vec<SinkItem> = self
@@ -62,7 +63,11 @@ impl CalDavSink {
                     key: id.to_string(),
                     remote_name: r.name,
                     etag: r.etag,
-                    hash: String::new(),
+                    hash: r
+                        .data
+                        .as_deref()
+                        .map(|d| format!("{ADOPTED}{}", event_lines(d)))
+                        .unwrap_or_default(),
                 })
             })
             .collect();
@@ -89,10 +94,7 @@ impl CalDavSink {
     ) -> Result<Planned<BTreeMap<String, SinkItem>>, SinkError> {
         let items = ctx.items(CALDAV).await?;
         let (wanted, gone) = wanted_of(view);
-        let known = known_of(&items, |i| !i.hash.is_empty());
-        let plan = plan::plan(&wanted, &gone, &known, view.has_list(), waiting, |w, k| {
-            *w == k.hash
-        });
+        let plan = plan_events(view, &wanted, &gone, &items, waiting);
         Ok(Planned { plan, work: items })
     }
 
@@ -114,7 +116,18 @@ impl CalDavSink {
                 delete_ours(&self.client, &k.remote_name, k.etag.as_deref()).await?;
                 ctx.forget(CALDAV, key).await
             }
-            Step::Own(_) => Ok(()), // an empty hash is never equal: nothing is owned unwritten
+            Step::Own(_) => {
+                // Found as the state wants it: ours now, without a write.
+                let (Some(k), Some(m)) = (known, key.parse().ok().and_then(|id| view.get(id)))
+                else {
+                    return Ok(());
+                };
+                let record = SinkItem {
+                    hash: content_hash(m),
+                    ..k.clone()
+                };
+                ctx.record(CALDAV, record).await
+            }
             Step::Put(_) => {
                 let Some(m) = key.parse().ok().and_then(|id| view.get(id)) else {
                     return Ok(());
@@ -146,6 +159,53 @@ impl CalDavSink {
 /// What one event's ledger hash is: the match's content hash and its sequence.
 fn content_hash(m: &crate::reconcile::StoredMatch) -> String {
     format!("{}:{}", m.hash, m.sequence)
+}
+
+/// The plan of one pass (pure): an event found on the server (adopted) counts as equal when
+/// its content lines are the ones this install would write ([`event_lines`]), so a fresh install
+/// rewrites none of an earlier install's events that is unchanged. An empty hash (adopted by a
+/// version that did not read the events) is never equal.
+pub fn plan_events(
+    view: &StateView,
+    wanted: &BTreeMap<String, String>,
+    gone: &BTreeSet<String>,
+    items: &BTreeMap<String, SinkItem>,
+    waiting: &BTreeSet<String>,
+) -> plan::Plan {
+    let opts = view.feed_options();
+    // Only adopted events are rendered here: the others compare by the match's hash.
+    let wanted: BTreeMap<String, (String, Option<String>)> = wanted
+        .iter()
+        .map(|(key, hash)| {
+            let lines = items
+                .get(key)
+                .filter(|i| i.hash.starts_with(ADOPTED))
+                .and_then(|_| key.parse().ok())
+                .and_then(|id| view.get(id))
+                .map(|m| event_lines(&ics::render_single(&view.event(m), &opts)));
+            (key.clone(), (hash.clone(), lines))
+        })
+        .collect();
+    let known = known_of(items, |i| {
+        !i.hash.is_empty() && !i.hash.starts_with(ADOPTED)
+    });
+    plan::plan(
+        &wanted,
+        gone,
+        &known,
+        view.has_list(),
+        waiting,
+        |w, k| match k.hash.strip_prefix(ADOPTED) {
+            Some(lines) => w.1.as_deref() == Some(lines),
+            None => w.0 == k.hash,
+        },
+    )
+}
+
+/// The hash of an event's content lines, without what says when or by which install it was
+/// written ([`content::EVENT_STAMPS`]).
+pub fn event_lines(body: &str) -> String {
+    content::lines_hash(body, content::EVENT_STAMPS)
 }
 
 /// The events the state wants (key: match id; value: content hash) and the matches it knows

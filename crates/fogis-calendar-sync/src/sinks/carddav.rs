@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::outbox::SinkItem;
 use crate::sinks::caldav::delete_ours;
+use crate::sinks::content::{self, ADOPTED};
 use crate::sinks::dav::{DavClient, DavError};
 use crate::sinks::phonebook::phonebook;
 use crate::sinks::plan::{self, Step};
@@ -26,9 +27,6 @@ use crate::view::StateView;
 use fogis_dav::VcardVersion;
 
 const CONTENT_TYPE: &str = "text/vcard; charset=utf-8";
-/// The ledger hash of a card found in the address book, not written by this sink: its lines'
-/// hash ([`lines_hash`]) after this prefix.
-const ADOPTED: &str = "adopted:";
 
 /// Writes cards to one CardDAV address book.
 #[derive(Debug)]
@@ -237,26 +235,11 @@ pub fn plan_cards(
     })
 }
 
-/// A hash of a vCard's content lines, unfolded, without line endings, in sorted order, and
-/// without `REV` (when our state last changed, not what the card says): the same for a card a
-/// server stored with other line endings, folding or property order (Radicale sorts them),
-/// or one an earlier install wrote from the same data.
+/// A hash of a vCard's content lines without `REV` ([`content::lines_hash`]): the same for a
+/// card a server stored with other line endings, folding or property order (Radicale sorts
+/// them), or one an earlier install wrote from the same data.
 pub fn lines_hash(body: &str) -> String {
-    let mut lines: Vec<String> = Vec::new();
-    for raw in body.split('\n') {
-        let line = raw.strip_suffix('\r').unwrap_or(raw);
-        match (
-            line.strip_prefix(' ').or_else(|| line.strip_prefix('\t')),
-            lines.last_mut(),
-        ) {
-            (Some(rest), Some(last)) => last.push_str(rest),
-            _ if line.is_empty() => {}
-            _ => lines.push(line.to_string()),
-        }
-    }
-    lines.retain(|l| !l.to_ascii_uppercase().starts_with("REV:"));
-    lines.sort();
-    hex(&Sha256::digest(lines.join("\n").as_bytes()))
+    content::lines_hash(body, content::VCARD_STAMPS)
 }
 
 #[cfg(test)]

@@ -47,6 +47,8 @@ pub struct Resource {
     pub etag: Option<String>,
     /// The `UID` inside the item; only [`DavClient::find_uids`] reads it.
     pub uid: Option<String>,
+    /// The item's text; only [`DavClient::find_uids`] reads it.
+    pub data: Option<String>,
 }
 
 /// What the sink learned about its collection when it made sure of it.
@@ -277,12 +279,13 @@ impl DavClient {
                 name: m.name,
                 etag: m.etag,
                 uid: None,
+                data: None,
             })
             .collect())
     }
 
-    /// Every item with its ETag and the `UID` inside it: the members, then their data by
-    /// calendar-multiget or addressbook-multiget.
+    /// Every item with its ETag, its text and the `UID` inside it: the members, then their
+    /// data by calendar-multiget or addressbook-multiget.
     pub async fn find_uids(&self) -> Result<Vec<Resource>, DavError> {
         let kind = match self.known.get() {
             Some(k) => k.kind,
@@ -305,15 +308,16 @@ impl DavClient {
             .iter()
             .filter_map(|r| self.collection().join(&r.href).ok())
             .collect();
-        let mut uids = std::collections::HashMap::new();
+        let mut data = std::collections::HashMap::new();
         for batch in urls.chunks(MULTIGET_BATCH) {
             for item in self.dav.multiget(self.collection(), kind, batch).await? {
-                uids.insert(decoded(item.url.path()), extract_uid(&item.data));
+                data.insert(decoded(item.url.path()), item.data);
             }
         }
         for item in &mut items {
             // By decoded path: a server may escape an href differently in the two answers.
-            item.uid = uids.remove(&decoded(&item.href)).flatten();
+            item.data = data.remove(&decoded(&item.href));
+            item.uid = item.data.as_deref().and_then(extract_uid);
         }
         Ok(items)
     }

@@ -18,6 +18,7 @@
 
 pub mod caldav;
 pub mod carddav;
+pub mod content;
 pub mod dav;
 pub mod forward;
 pub mod google;
