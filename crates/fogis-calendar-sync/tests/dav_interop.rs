@@ -143,3 +143,68 @@ async fn radicale_events_an_earlier_install_wrote_are_adopted_without_a_rewrite(
 async fn xandikos_events_an_earlier_install_wrote_are_adopted_without_a_rewrite() {
     adopted_events_are_not_rewritten(Flavour::Xandikos).await;
 }
+
+async fn start_carddav(dir: tempfile::TempDir, url: &str) -> Service {
+    let url = url.to_string();
+    Service::start_in(dir, |o| {
+        o.sinks.carddav_url = Some(url);
+        o.sinks.carddav_username = Some(USER.into());
+        o.sinks.carddav_password = secret(PASSWORD);
+        o.state.user_referee_number = Some("61318".into());
+    })
+    .await
+}
+
+/// A card another install wrote as vCard 4.0, with the URI UID ([`card_uid`]) under our
+/// resource name, is adopted by that name: no second card for the person, no UID conflict. The
+/// address book (Radicale's) offers only 3.0, so it is written once as 3.0 at the same name,
+/// keeping its UID (Radicale refuses to change the UID of a resource); a new card in a 3.0 book
+/// has the key as UID.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vcard_4_card_with_a_uri_uid_is_adopted_by_its_name() {
+    use fogis_calendar_sync::sinks::vcard::card_uid;
+    let server = server(Flavour::Radicale).await;
+    let (proxy, seen) = recording_proxy(server.root().trim_end_matches('/').to_string()).await;
+    let url = format!("{proxy}/user/contacts/");
+    let direct_url = Url::parse(&format!("{}user/contacts/", server.root())).unwrap();
+    let client = direct();
+    client
+        .mkcol_addressbook(&direct_url, "Referees")
+        .await
+        .unwrap();
+    let key = "fogis-referee-61438";
+    let uid = card_uid(key);
+    let v4 = format!(
+        "BEGIN:VCARD\r\nVERSION:4.0\r\nUID:{uid}\r\nFN:Jane Smith\r\nN:Smith;Jane;;;\r\nEND:VCARD\r\n"
+    );
+    let item = fogis_dav::item_url(&direct_url, &format!("{key}.vcf")).unwrap();
+    client
+        .put(&item, v4, "text/vcard", fogis_dav::Precondition::CreateOnly)
+        .await
+        .unwrap();
+
+    let svc = start_carddav(tempfile::tempdir().unwrap(), &url).await;
+    let list = future_snapshot(&[10, 20], "first");
+    svc.post("/sync", serde_json::to_vec(&list).unwrap()).await;
+    wait_sinks_idle(&svc).await;
+    let names: Vec<String> = etags(direct_url.as_str())
+        .await
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(
+        names,
+        ["fogis-referee-61438.vcf", "fogis-referee-62000.vcf"],
+        "one card per referee"
+    );
+    let card = client.get(&item).await.unwrap().unwrap().data;
+    assert!(card.contains("VERSION:3.0"), "{card}");
+    assert!(card.contains(&format!("UID:{uid}")), "{card}");
+    assert!(card.contains("TEL;TYPE=cell:+46700000000"), "{card}");
+    let other = fogis_dav::item_url(&direct_url, "fogis-referee-62000.vcf").unwrap();
+    let new = client.get(&other).await.unwrap().unwrap().data;
+    assert!(new.contains("UID:fogis-referee-62000"), "{new}");
+    // One rewrite of the adopted card, one new card; no refused or repeated write.
+    assert_eq!(count(&seen, "PUT"), 2, "{:?}", seen.lock().unwrap());
+    svc.stop().await;
+}

@@ -21,13 +21,12 @@ use crate::sinks::content::{self, ADOPTED};
 use crate::sinks::dav::{DavClient, DavError};
 use crate::sinks::phonebook::phonebook;
 use crate::sinks::plan::{self, Step};
-use crate::sinks::vcard::render_vcard_as;
+use crate::sinks::vcard::{card_uid, is_card_uid_of, render_vcard_in, UidForm};
 use crate::sinks::{hex, known_of, write_over, Planned, SinkContext, SinkError, CARDDAV};
 use crate::view::StateView;
 use fogis_dav::VcardVersion;
 
 const CONTENT_TYPE: &str = "text/vcard; charset=utf-8";
-
 /// Writes cards to one CardDAV address book.
 #[derive(Debug)]
 pub struct CardDavSink {
@@ -36,16 +35,75 @@ pub struct CardDavSink {
     user_referee_number: Option<String>,
 }
 
-/// One card the state wants.
+/// One card the state wants, rendered with its UID in each form ([`UidForm`]): a card already
+/// in the address book keeps its form, a new one takes the form of the book's version.
 #[derive(Debug, Clone)]
 pub struct WantedCard {
-    pub body: String,
     pub file_name: String,
+    pub key_form: Rendered,
+    pub uri_form: Rendered,
+    /// The form of a card not written yet.
+    pub new_form: UidForm,
+}
+
+/// One rendering of a card.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub body: String,
     /// SHA-256 of `body`.
     pub hash: String,
     /// [`lines_hash`] of `body`.
     pub lines: String,
 }
+
+impl Rendered {
+    pub fn of(body: String) -> Rendered {
+        Rendered {
+            hash: hex(&Sha256::digest(body.as_bytes())),
+            lines: lines_hash(&body),
+            body,
+        }
+    }
+}
+
+impl WantedCard {
+    pub fn in_form(&self, form: UidForm) -> &Rendered {
+        match form {
+            UidForm::Key => &self.key_form,
+            UidForm::Uri => &self.uri_form,
+        }
+    }
+}
+
+/// What a ledger hash says of a card: found (adopted) or written, the form of its UID, and the
+/// hash itself. Written cards are `{sha}` (the key form: every earlier version's) or
+/// `uri:{sha}`; found ones the same after [`ADOPTED`], with the hash of their lines.
+fn parse_hash(hash: &str) -> (bool, UidForm, &str) {
+    let (adopted, rest) = match hash.strip_prefix(ADOPTED) {
+        Some(rest) => (true, rest),
+        None => (false, hash),
+    };
+    match rest.strip_prefix(URI_FORM) {
+        Some(rest) => (adopted, UidForm::Uri, rest),
+        None => (adopted, UidForm::Key, rest),
+    }
+}
+
+/// The ledger hash of a card in `form` (see [`parse_hash`]).
+fn form_hash(form: UidForm, hash: &str) -> String {
+    match form {
+        UidForm::Key => hash.to_owned(),
+        UidForm::Uri => format!("{URI_FORM}{hash}"),
+    }
+}
+
+/// The form a card the ledger knows has, or a new card's.
+fn form_for(known: Option<&SinkItem>, w: &WantedCard) -> UidForm {
+    known.map_or(w.new_form, |k| parse_hash(&k.hash).1)
+}
+
+/// Marks a ledger hash whose card carries the URI UID.
+const URI_FORM: &str = "uri:";
 
 /// What a pass needs to execute its steps.
 #[derive(Debug)]
@@ -74,28 +132,36 @@ impl CardDavSink {
         self.client.collection_url().to_string()
     }
 
-    /// Creates the address book when missing and adopts the cards carrying our UIDs that the
-    /// ledger does not know where they are: each is read once, to compare its content later.
+    /// Creates the address book when missing and adopts our cards that the ledger does not
+    /// know where they are ([`key_of_found`]), with the hash of their content lines, to compare
+    /// later.
     pub async fn prepare(&self, ctx: &SinkContext) -> Result<(), SinkError> {
         self.client.ensure_addressbook(&self.display_name).await?;
         let found = self.client.find_uids().await?;
         let items = ctx.items(CARDDAV).await?;
+        // The URI UIDs of the cards the state or the ledger knows: found under any name.
+        let view = ctx.view();
+        let keys = wanted_cards(&view, self.user_referee_number.as_deref(), VcardVersion::V4)
+            .into_keys()
+            .chain(items.keys().cloned());
+        let by_uid: BTreeMap<String, String> = keys.map(|k| (card_uid(&k), k)).collect();
         let mut adopted = Vec::new();
         for r in found {
-            let Some(uid) = r.uid.filter(|u| u.starts_with("fogis-referee-")) else {
+            let Some(uid) = r.uid else { continue };
+            let Some(key) = key_of_found(&r.name, &uid).or_else(|| by_uid.get(&uid).cloned())
+            else {
                 continue;
             };
-            if items.get(&uid).is_some_and(|k| k.remote_name == r.name) {
+            if items.get(&key).is_some_and(|k| k.remote_name == r.name) {
                 continue; // still where we left it: our record stands
             }
-            let Some((body, etag)) = self.client.get(&r.name).await? else {
-                continue; // gone meanwhile
-            };
+            let Some(body) = r.data else { continue };
+            let lines = form_hash(UidForm::of(&uid), &lines_hash(&body));
             adopted.push(SinkItem {
-                key: uid,
+                key,
                 remote_name: r.name,
-                etag: etag.or(r.etag),
-                hash: format!("{ADOPTED}{}", lines_hash(&body)),
+                etag: r.etag,
+                hash: format!("{ADOPTED}{lines}"),
             });
         }
         if adopted.is_empty() {
@@ -155,8 +221,9 @@ impl CardDavSink {
                 let (Some(k), Some(w)) = (known, work.wanted.get(key)) else {
                     return Ok(());
                 };
+                let form = form_for(known, w);
                 let record = SinkItem {
-                    hash: w.hash.clone(),
+                    hash: form_hash(form, &w.in_form(form).hash),
                     ..k.clone()
                 };
                 ctx.record(CARDDAV, record).await
@@ -168,10 +235,12 @@ impl CardDavSink {
                 let name = known
                     .map(|k| k.remote_name.clone())
                     .unwrap_or_else(|| w.file_name.clone());
+                let form = form_for(known, w);
+                let card = w.in_form(form);
                 let etag = write_over(
                     &self.client,
                     &name,
-                    w.body.clone(),
+                    card.body.clone(),
                     CONTENT_TYPE,
                     known.map(|k| k.etag.clone()),
                 )
@@ -180,7 +249,7 @@ impl CardDavSink {
                     key: key.to_string(),
                     remote_name: name,
                     etag,
-                    hash: w.hash.clone(),
+                    hash: form_hash(form, &card.hash),
                 };
                 ctx.record(CARDDAV, record).await
             }
@@ -198,16 +267,27 @@ pub fn wanted_cards(
     phonebook(&view.matches, user, Utc::now())
         .into_iter()
         .map(|c| {
-            let body = render_vcard_as(&c, version);
             let card = WantedCard {
-                hash: hex(&Sha256::digest(body.as_bytes())),
-                lines: lines_hash(&body),
+                key_form: Rendered::of(render_vcard_in(&c, version, UidForm::Key)),
+                uri_form: Rendered::of(render_vcard_in(&c, version, UidForm::Uri)),
+                new_form: UidForm::new_in(version),
                 file_name: c.file_name(),
-                body,
             };
             (c.uid, card)
         })
         .collect()
+}
+
+/// The key (`fogis-referee-61318`) of a card found in the address book as `name` with `uid`, if
+/// it is one of ours: a UID that is the key itself (vCard 3.0, and every card written before
+/// vCard 4.0 UIDs were URIs), or the URI UID of the key its resource name carries
+/// (`fogis-referee-61318.vcf`, [`card_uid`]), whichever vCard version wrote it.
+pub fn key_of_found(name: &str, uid: &str) -> Option<String> {
+    if uid.starts_with("fogis-referee-") {
+        return Some(uid.to_owned());
+    }
+    let key = name.strip_suffix(".vcf")?;
+    (key.starts_with("fogis-referee-") && is_card_uid_of(uid, key)).then(|| key.to_owned())
 }
 
 /// The plan of one pass (pure): adopted cards count as equal when their lines are.
@@ -228,9 +308,12 @@ pub fn plan_cards(
         .cloned()
         .collect();
     plan::plan(wanted, &gone, &known, has_list, waiting, |w, k| {
-        match k.hash.strip_prefix(ADOPTED) {
-            Some(lines) => lines == w.lines,
-            None => k.hash == w.hash,
+        let (adopted, form, hash) = parse_hash(&k.hash);
+        let card = w.in_form(form);
+        if adopted {
+            hash == card.lines
+        } else {
+            hash == card.hash
         }
     })
 }
@@ -246,12 +329,17 @@ pub fn lines_hash(body: &str) -> String {
 mod tests {
     use super::*;
 
-    fn card(body: &str) -> WantedCard {
+    /// A wanted card whose key-form body is `body` (its UID line, if any, `UID:fogis-referee-1`).
+    fn card(body: &str, new_form: UidForm) -> WantedCard {
+        let uri = body.replace(
+            "UID:fogis-referee-1\r\n",
+            &format!("UID:{}\r\n", card_uid("fogis-referee-1")),
+        );
         WantedCard {
-            body: body.into(),
             file_name: "x.vcf".into(),
-            hash: hex(&Sha256::digest(body.as_bytes())),
-            lines: lines_hash(body),
+            key_form: Rendered::of(body.into()),
+            uri_form: Rendered::of(uri),
+            new_form,
         }
     }
 
@@ -280,7 +368,8 @@ mod tests {
     #[test]
     fn adopted_cards_equal_to_ours_are_taken_over_without_a_write() {
         let body = "BEGIN:VCARD\r\nFN:A\r\nEND:VCARD\r\n";
-        let wanted: BTreeMap<_, _> = [("fogis-referee-1".to_string(), card(body))].into();
+        let wanted: BTreeMap<_, _> =
+            [("fogis-referee-1".to_string(), card(body, UidForm::Key))].into();
         let stored = body.replace("\r\n", "\n");
         let items: BTreeMap<_, _> = [
             item(
@@ -295,6 +384,56 @@ mod tests {
         // Cards 2 and 3 were found, not written by us, and the phonebook no longer holds them:
         // kept.
         assert_eq!(p.steps, vec![Step::Own("fogis-referee-1".into())]);
+    }
+
+    #[test]
+    fn our_cards_are_known_by_their_old_uid_or_by_name_and_uri_uid() {
+        let key = "fogis-referee-61318";
+        // An older version's card (or a vCard 3.0 one), under any name.
+        assert_eq!(key_of_found("x.vcf", key).as_deref(), Some(key));
+        // A vCard 4.0 one: our name and the URI UID of that name's key.
+        let uid = card_uid(key);
+        assert_eq!(
+            key_of_found("fogis-referee-61318.vcf", &uid).as_deref(),
+            Some(key)
+        );
+        // Someone else's card under our name, or our UID under another key's name.
+        assert_eq!(key_of_found("fogis-referee-61318.vcf", "urn:uuid:1"), None);
+        assert_eq!(key_of_found("fogis-referee-1.vcf", &uid), None);
+        assert_eq!(key_of_found("anna.vcf", "anna@example.se"), None);
+    }
+
+    #[test]
+    fn a_card_keeps_the_uid_form_it_has_and_a_new_one_takes_its_versions() {
+        let body = "BEGIN:VCARD\r\nVERSION:4.0\r\nUID:fogis-referee-1\r\nFN:A\r\nEND:VCARD\r\n";
+        let w = card(body, UidForm::Uri);
+        let wanted: BTreeMap<_, _> = [("fogis-referee-1".to_string(), w.clone())].into();
+        // An older version wrote it with the key as UID: equal as it is, not rewritten.
+        let old = format!("{ADOPTED}{}", lines_hash(body));
+        let items: BTreeMap<_, _> = [item("fogis-referee-1", old)].into();
+        let p = plan_cards(&wanted, &items, true, &BTreeSet::new());
+        assert_eq!(p.steps, vec![Step::Own("fogis-referee-1".into())]);
+        assert_eq!(form_for(items.get("fogis-referee-1"), &w), UidForm::Key);
+        // Our own key-form record (every earlier version's ledger): equal.
+        let items: BTreeMap<_, _> = [item("fogis-referee-1", w.key_form.hash.clone())].into();
+        assert!(plan_cards(&wanted, &items, true, &BTreeSet::new())
+            .steps
+            .is_empty());
+        // Found with the URI UID: compared in that form.
+        let found = format!("{ADOPTED}{}", form_hash(UidForm::Uri, &w.uri_form.lines));
+        let items: BTreeMap<_, _> = [item("fogis-referee-1", found)].into();
+        let p = plan_cards(&wanted, &items, true, &BTreeSet::new());
+        assert_eq!(p.steps, vec![Step::Own("fogis-referee-1".into())]);
+        assert_eq!(form_for(items.get("fogis-referee-1"), &w), UidForm::Uri);
+        // New: written, in the form of the book's version.
+        let p = plan_cards(&wanted, &BTreeMap::new(), true, &BTreeSet::new());
+        assert_eq!(p.steps, vec![Step::Put("fogis-referee-1".into())]);
+        assert_eq!(form_for(None, &w), UidForm::Uri);
+        assert_eq!(
+            parse_hash(&form_hash(UidForm::Uri, "h")),
+            (false, UidForm::Uri, "h")
+        );
+        assert_eq!(parse_hash("h"), (false, UidForm::Key, "h"));
     }
 
     #[test]
