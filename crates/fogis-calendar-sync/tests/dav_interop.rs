@@ -208,3 +208,57 @@ async fn a_vcard_4_card_with_a_uri_uid_is_adopted_by_its_name() {
     assert_eq!(count(&seen, "PUT"), 2, "{:?}", seen.lock().unwrap());
     svc.stop().await;
 }
+
+/// `CARDDAV_URL` a server root: the address book is `<CALENDAR_NAME> – referees`, created in
+/// the user's address book home; where an earlier version's `FOGIS referees` exists, that one
+/// is used and no other is created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_root_as_carddav_url_leads_to_an_address_book_named_after_calendar_name() {
+    use fogis_dav::{discovery, CollectionKind};
+    let start = |root: String| {
+        Service::start_with(move |o| {
+            o.sinks.carddav_url = Some(root);
+            o.state.calendar_name = "Domaruppdrag".into();
+            o.state.user_referee_number = Some("61318".into());
+        })
+    };
+    let list = serde_json::to_vec(&future_snapshot(&[10, 20], "first")).unwrap();
+    let client = DavClient::builder().build().unwrap();
+    for earlier in [false, true] {
+        let server = server(Flavour::Xandikos).await;
+        let root = Url::parse(&server.root()).unwrap();
+        if earlier {
+            let old = root.join("user/contacts/referees/").unwrap();
+            client
+                .mkcol_addressbook(&old, "FOGIS referees")
+                .await
+                .unwrap();
+        }
+        let svc = start(root.to_string()).await;
+        svc.post("/sync", list.clone()).await;
+        wait_sinks_idle(&svc).await;
+        svc.stop().await;
+        let book = CollectionKind::AddressBook;
+        let named = discovery::find_collection(&client, &root, book, "Domaruppdrag – referees");
+        let named = named.await.unwrap();
+        let old = discovery::find_collection(&client, &root, book, "FOGIS referees");
+        let old = old.await.unwrap();
+        let used = if earlier {
+            assert!(named.is_none(), "no second book: {named:?}");
+            old.expect("the earlier book")
+        } else {
+            assert!(old.is_none());
+            named.expect("created under the user's address book home")
+        };
+        assert!(
+            used.url.path().starts_with("/user/contacts/"),
+            "{}",
+            used.url
+        );
+        assert_eq!(
+            etags(used.url.as_str()).await.len(),
+            2,
+            "the cards are there"
+        );
+    }
+}

@@ -27,6 +27,16 @@ use crate::view::StateView;
 use fogis_dav::VcardVersion;
 
 const CONTENT_TYPE: &str = "text/vcard; charset=utf-8";
+/// What earlier versions named the address book they created by discovery: found and used
+/// before a new one is created, so an upgrade keeps writing to the same book.
+pub const EARLIER_BOOK_NAME: &str = "FOGIS referees";
+
+/// The display name of the address book the sink finds or creates by discovery:
+/// `<CALENDAR_NAME> – referees` (`FOGIS matches – referees` by default).
+pub fn book_name(calendar_name: &str) -> String {
+    format!("{} – referees", calendar_name.trim())
+}
+
 /// Writes cards to one CardDAV address book.
 #[derive(Debug)]
 pub struct CardDavSink {
@@ -136,7 +146,9 @@ impl CardDavSink {
     /// know where they are ([`key_of_found`]), with the hash of their content lines, to compare
     /// later.
     pub async fn prepare(&self, ctx: &SinkContext) -> Result<(), SinkError> {
-        self.client.ensure_addressbook(&self.display_name).await?;
+        self.client
+            .ensure_addressbook_or(&self.display_name, &[EARLIER_BOOK_NAME])
+            .await?;
         let found = self.client.find_uids().await?;
         let items = ctx.items(CARDDAV).await?;
         // The URI UIDs of the cards the state or the ledger knows: found under any name.

@@ -159,16 +159,35 @@ impl DavClient {
 
     /// Makes sure the collection exists and is a calendar, creating it with MKCALENDAR.
     pub async fn ensure_calendar(&self, display_name: &str) -> Result<(), DavError> {
-        self.ensure(CollectionKind::Calendar, display_name).await
+        self.ensure(CollectionKind::Calendar, display_name, &[])
+            .await
     }
 
     /// Makes sure the collection exists and is an address book, creating it with an extended
     /// MKCOL (RFC 5689).
     pub async fn ensure_addressbook(&self, display_name: &str) -> Result<(), DavError> {
-        self.ensure(CollectionKind::AddressBook, display_name).await
+        self.ensure(CollectionKind::AddressBook, display_name, &[])
+            .await
     }
 
-    async fn ensure(&self, want: CollectionKind, display_name: &str) -> Result<(), DavError> {
+    /// Like [`DavClient::ensure_addressbook`], but where the collection must be discovered, an
+    /// address book named `display_name`, else one named one of `earlier` (what an earlier
+    /// version called it), is used before one named `display_name` is created.
+    pub async fn ensure_addressbook_or(
+        &self,
+        display_name: &str,
+        earlier: &[&str],
+    ) -> Result<(), DavError> {
+        self.ensure(CollectionKind::AddressBook, display_name, earlier)
+            .await
+    }
+
+    async fn ensure(
+        &self,
+        want: CollectionKind,
+        display_name: &str,
+        earlier: &[&str],
+    ) -> Result<(), DavError> {
         let url = &self.configured;
         let found = match self.dav.collection(url).await? {
             Some(c) if c.kind == Some(want) => c,
@@ -180,14 +199,30 @@ impl DavClient {
                     CollectionKind::Calendar => &["VEVENT"],
                     CollectionKind::AddressBook => &[],
                 };
-                let found = fogis_dav::discovery::find_or_create(
-                    &self.dav,
-                    url,
-                    want,
-                    display_name,
-                    components,
-                )
-                .await?;
+                let mut existing = None;
+                if !earlier.is_empty() {
+                    for name in std::iter::once(display_name).chain(earlier.iter().copied()) {
+                        existing =
+                            fogis_dav::discovery::find_collection(&self.dav, url, want, name)
+                                .await?;
+                        if existing.is_some() {
+                            break;
+                        }
+                    }
+                }
+                let found = match existing {
+                    Some(found) => found,
+                    None => {
+                        fogis_dav::discovery::find_or_create(
+                            &self.dav,
+                            url,
+                            want,
+                            display_name,
+                            components,
+                        )
+                        .await?
+                    }
+                };
                 tracing::info!(configured = %url, collection = %found.url, "discovered the collection");
                 found
             }
