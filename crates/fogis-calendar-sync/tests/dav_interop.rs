@@ -262,3 +262,148 @@ async fn a_server_root_as_carddav_url_leads_to_an_address_book_named_after_calen
         );
     }
 }
+
+/// The calendar and address book of the server's user.
+fn collections(flavour: Flavour, root: &str) -> (String, String) {
+    let root = root.trim_end_matches('/');
+    match flavour {
+        Flavour::Xandikos | Flavour::XandikosDigest => (
+            format!("{root}/user/calendars/calendar/"),
+            format!("{root}/user/contacts/addressbook/"),
+        ),
+        _ => (
+            format!("{root}/user/calendar/"),
+            format!("{root}/user/contacts/"),
+        ),
+    }
+}
+
+async fn start_both(cal: &str, book: &str, password: &str) -> Service {
+    let (cal, book, password) = (cal.to_string(), book.to_string(), password.to_string());
+    Service::start_with(move |o| {
+        o.sinks.caldav_url = Some(cal);
+        o.sinks.caldav_username = Some(USER.into());
+        o.sinks.caldav_password = secret(&password);
+        o.sinks.carddav_url = Some(book);
+        o.sinks.carddav_username = Some(USER.into());
+        o.sinks.carddav_password = secret(&password);
+        o.state.user_referee_number = Some("61318".into());
+    })
+    .await
+}
+
+fn sink<'a>(sinks: &'a Value, name: &str) -> &'a Value {
+    sinks["sinks"]
+        .as_array()
+        .and_then(|all| all.iter().find(|s| s["name"] == name))
+        .unwrap_or(&Value::Null)
+}
+
+/// Both DAV sinks against a server that speaks one authentication scheme: a wrong password is
+/// "credentials refused" on each (a 401, never taken for one refused item), the right one
+/// writes every event and card.
+async fn sinks_authenticate(flavour: Flavour) {
+    let server = server(flavour).await;
+    let (cal, book) = collections(flavour, &server.root());
+    let list = serde_json::to_vec(&future_snapshot(&[10, 20, 30], "first")).unwrap();
+
+    let svc = start_both(&cal, &book, "wrong horse").await;
+    svc.post("/sync", list.clone()).await;
+    let sinks = svc
+        .wait_json("/sinks", "refused credentials", LIMIT, |s| {
+            sink(s, "caldav")["auth_failed"] == true && sink(s, "carddav")["auth_failed"] == true
+        })
+        .await;
+    for name in ["caldav", "carddav"] {
+        let error = sink(&sinks, name)["last_error"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(error.contains("HTTP 401"), "{name}: {error}");
+        assert!(!error.contains("refused this item"), "{name}: {error}");
+    }
+    let health = svc.get_json("/health").await.to_string();
+    assert_eq!(health.matches("credentials refused").count(), 2, "{health}");
+    assert!(!health.contains("wrong horse"));
+    svc.stop().await;
+
+    let svc = start_both(&cal, &book, PASSWORD).await;
+    svc.post("/sync", list).await;
+    wait_sinks_idle(&svc).await;
+    assert_eq!(etags(&cal).await.len(), 3, "events");
+    assert_eq!(etags(&book).await.len(), 2, "cards");
+    let health = svc.get_json("/health").await.to_string();
+    assert!(!health.contains("credentials refused"), "{health}");
+    svc.stop().await;
+}
+
+/// lighttpd asking for Digest in front of Xandikos (Baïkal's default scheme).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dav_sinks_work_against_a_digest_only_server() {
+    sinks_authenticate(Flavour::XandikosDigest).await;
+    // It really takes Digest only: the right password sent as Basic is refused.
+    let server = server(Flavour::XandikosDigest).await;
+    let (cal, _) = collections(Flavour::XandikosDigest, &server.root());
+    let propfind = reqwest::Method::from_bytes(b"PROPFIND").unwrap();
+    let basic = reqwest::Client::new()
+        .request(propfind, &cal)
+        .basic_auth(USER, Some(PASSWORD))
+        .header("Depth", "0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(basic.status(), 401);
+    let challenge = basic.headers()["www-authenticate"].to_str().unwrap();
+    assert!(challenge.starts_with("Digest "), "{challenge}");
+}
+
+/// Radicale with an htpasswd file: Basic only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dav_sinks_work_against_a_basic_only_server() {
+    sinks_authenticate(Flavour::Radicale).await;
+}
+
+/// Through Digest, a tasks-only calendar's 403 naming a precondition is that event's problem:
+/// the sink is not paused and no credentials are blamed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_digest_a_refused_event_is_not_taken_for_refused_credentials() {
+    let server = server(Flavour::XandikosDigest).await;
+    let tasks = Url::parse(&server.root())
+        .unwrap()
+        .join("user/calendars/tasks/")
+        .unwrap();
+    direct()
+        .mkcalendar(&tasks, "Tasks", &["VTODO"])
+        .await
+        .unwrap();
+    let svc = start_both(
+        tasks.as_str(),
+        &collections(Flavour::XandikosDigest, &server.root()).1,
+        PASSWORD,
+    )
+    .await;
+    svc.post(
+        "/sync",
+        serde_json::to_vec(&future_snapshot(&[3, 4], "s1")).unwrap(),
+    )
+    .await;
+    let sinks = svc
+        .wait_json("/sinks", "the refusal reported", LIMIT, |s| {
+            sink(s, "caldav")["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("supported-calendar-component"))
+        })
+        .await;
+    let caldav = sink(&sinks, "caldav");
+    assert_eq!(caldav["auth_failed"], false, "{caldav}");
+    assert!(caldav["paused_until"].is_null(), "{caldav}");
+    let health = svc.get_json("/health").await.to_string();
+    assert!(!health.contains("credentials refused"), "{health}");
+    // The address book, on the same server, took its cards.
+    let book = collections(Flavour::XandikosDigest, &server.root()).1;
+    svc.wait_json("/sinks", "cards written", LIMIT, |s| {
+        sink(s, "carddav")["pending"] == 0 && sink(s, "carddav")["last_success"].is_string()
+    })
+    .await;
+    assert_eq!(etags(&book).await.len(), 2);
+    svc.stop().await;
+}
