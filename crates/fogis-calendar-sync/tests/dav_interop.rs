@@ -279,8 +279,12 @@ fn collections(flavour: Flavour, root: &str) -> (String, String) {
 }
 
 async fn start_both(cal: &str, book: &str, password: &str) -> Service {
+    start_both_in(tempfile::tempdir().unwrap(), cal, book, password).await
+}
+
+async fn start_both_in(dir: tempfile::TempDir, cal: &str, book: &str, password: &str) -> Service {
     let (cal, book, password) = (cal.to_string(), book.to_string(), password.to_string());
-    Service::start_with(move |o| {
+    Service::start_in(dir, move |o| {
         o.sinks.caldav_url = Some(cal);
         o.sinks.caldav_username = Some(USER.into());
         o.sinks.caldav_password = secret(&password);
@@ -406,4 +410,80 @@ async fn through_digest_a_refused_event_is_not_taken_for_refused_credentials() {
     .await;
     assert_eq!(etags(&book).await.len(), 2);
     svc.stop().await;
+}
+
+/// The listing requests (PROPFIND Depth 1, REPORT) the proxy saw for paths under `path`, and
+/// the PROPFIND Depth 0 ones.
+fn listings(log: &Log, path: &str) -> (usize, usize) {
+    let log = log.lock().unwrap();
+    let under: Vec<_> = log.iter().filter(|s| s.path.starts_with(path)).collect();
+    let depth0 = under
+        .iter()
+        .filter(|s| s.method == "PROPFIND" && s.depth.as_deref() == Some("0"))
+        .count();
+    (under.iter().filter(|s| s.is_listing()).count(), depth0)
+}
+
+/// A collection whose change tag did not change since the last pass is not listed again (a
+/// restart reads the tags, one PROPFIND Depth 0 each, and lists nothing); an event someone
+/// else deleted changes the calendar's tag, so the next pass lists the calendar, sees it gone
+/// and writes it again, while the address book, unchanged by anyone else, is still not listed.
+async fn unchanged_collections_are_not_listed_again(flavour: Flavour) {
+    let server = server(flavour).await;
+    let (proxy, seen) = recording_proxy(server.root().trim_end_matches('/').to_string()).await;
+    let (cal, book) = collections(flavour, &proxy);
+    let (direct_cal, _) = collections(flavour, &server.root());
+    let path = |url: &str| Url::parse(url).unwrap().path().to_string();
+    let (cal_path, book_path) = (path(&cal), path(&book));
+
+    let svc = start_both(&cal, &book, PASSWORD).await;
+    let list = future_snapshot(&[10, 20, 30], "first");
+    svc.post("/sync", serde_json::to_vec(&list).unwrap()).await;
+    wait_sinks_idle(&svc).await;
+    let dir = svc.stop().await;
+    assert!(listings(&seen, &cal_path).0 > 0, "a fresh install lists");
+
+    seen.lock().unwrap().clear();
+    let svc = start_both_in(dir, &cal, &book, PASSWORD).await;
+    wait_sinks_idle(&svc).await;
+    for p in [&cal_path, &book_path] {
+        let (listed, checked) = listings(&seen, p);
+        assert_eq!(listed, 0, "{p}: {:?}", seen.lock().unwrap());
+        assert!(checked > 0, "{p}: the tag was read");
+    }
+
+    // Someone else deletes an event of a match that stays as it is.
+    let gone = fogis_dav::item_url(&Url::parse(&direct_cal).unwrap(), "fogis-match-7000001.ics");
+    direct().delete(&gone.unwrap(), None).await.unwrap();
+    assert_eq!(etags(&direct_cal).await.len(), 2);
+    seen.lock().unwrap().clear();
+    let mut more = future_snapshot(&[10, 20, 30, 40], "more");
+    more["payload"]["matches"][1] = list["payload"]["matches"][1].clone();
+    svc.post("/sync", serde_json::to_vec(&more).unwrap()).await;
+    wait_sinks_idle(&svc).await;
+    assert_eq!(
+        etags(&direct_cal).await.len(),
+        4,
+        "the deleted event is back"
+    );
+    assert!(
+        listings(&seen, &cal_path).0 > 0,
+        "the changed calendar was listed"
+    );
+    assert_eq!(
+        listings(&seen, &book_path).0,
+        0,
+        "the address book changed only by us"
+    );
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn radicale_collections_unchanged_since_the_last_pass_are_not_listed_again() {
+    unchanged_collections_are_not_listed_again(Flavour::Radicale).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xandikos_collections_unchanged_since_the_last_pass_are_not_listed_again() {
+    unchanged_collections_are_not_listed_again(Flavour::Xandikos).await;
 }

@@ -17,6 +17,7 @@ use crate::ics;
 use crate::outbox::SinkItem;
 use crate::sinks::content::{self, ADOPTED};
 use crate::sinks::dav::{DavClient, DavError};
+use crate::sinks::listing::{self, Found, Watch};
 use crate::sinks::plan::{self, Step};
 use crate::sinks::{known_of, write_over, Planned, SinkContext, SinkError, CALDAV};
 use crate::view::StateView;
@@ -28,6 +29,7 @@ const CONTENT_TYPE: &str = "text/calendar; charset=utf-8";
 pub struct CalDavSink {
     client: DavClient,
     display_name: String,
+    watch: Watch,
 }
 
 impl CalDavSink {
@@ -41,6 +43,7 @@ impl CalDavSink {
         Ok(CalDavSink {
             client: DavClient::new(url, username, password, timeout)?,
             display_name,
+            watch: Watch::default(),
         })
     }
 
@@ -48,40 +51,47 @@ impl CalDavSink {
         self.client.collection_url().to_string()
     }
 
-    /// Creates the calendar when missing and adopts resources carrying our UIDs (recorded with
-    /// the hash of their content lines after [`ADOPTED`]: found, not written by us).
-    pub async fn prepare(&self, ctx: &SinkContext) -> Result<(), SinkError> {
+    /// Creates the calendar when missing (once per start).
+    pub async fn prepare(&self, _ctx: &SinkContext) -> Result<(), SinkError> {
         self.client.ensure_calendar(&self.display_name).await?;
-        let found: Vec<SinkItem> = self
-            .client
-            .find_uids()
-            .await?
+        Ok(())
+    }
+
+    /// Before a pass: when the calendar changed since the last pass (or at the start, for a
+    /// server without change tags), lists it and records what it learns
+    /// ([`listing::reconcile`]): resources carrying our UIDs the ledger does not know where
+    /// they are are adopted with the hash of their content lines (after [`ADOPTED`]: found,
+    /// not written by us), edited ones likewise, deleted ones forgotten.
+    pub async fn refresh(&self, ctx: &SinkContext) -> Result<(), SinkError> {
+        if !self.watch.must_list(&self.client, ctx, CALDAV).await? {
+            return Ok(());
+        }
+        let found = self.client.find_uids().await?;
+        let names: BTreeSet<String> = found.iter().map(|r| r.name.clone()).collect();
+        let ours: Vec<Found> = found
             .into_iter()
             .filter_map(|r| {
-                let id = r.uid.as_deref().and_then(match_id_of_uid)?;
-                Some(SinkItem {
+                let uid = r.uid?;
+                let id = match_id_of_uid(&uid)?;
+                Some(Found {
                     key: id.to_string(),
-                    remote_name: r.name,
+                    uid,
+                    name: r.name,
                     etag: r.etag,
-                    hash: r
-                        .data
-                        .as_deref()
-                        .map(|d| format!("{ADOPTED}{}", event_lines(d)))
-                        .unwrap_or_default(),
+                    data: r.data,
                 })
             })
             .collect();
-        ctx.ledger(move |s| {
-            for item in &found {
-                match s.sink_item(CALDAV, &item.key)? {
-                    // Still where we left it: our record (ETag, hash) stands.
-                    Some(mine) if mine.remote_name == item.remote_name => {}
-                    _ => s.put_sink_item(CALDAV, item)?,
-                }
-            }
-            Ok(())
-        })
-        .await
+        let items = ctx.items(CALDAV).await?;
+        let learned = listing::reconcile(ours, &names, &items, |_, d| event_lines(d));
+        ctx.learn(CALDAV, learned).await?;
+        self.watch.listed();
+        Ok(())
+    }
+
+    /// After a pass: the calendar's change tag stored for the next one.
+    pub async fn settle(&self, ctx: &SinkContext, wrote: bool) -> Result<(), SinkError> {
+        self.watch.settle(&self.client, ctx, CALDAV, wrote).await
     }
 
     /// Plans a pass: every match in the feed wanted (by content hash and sequence), every

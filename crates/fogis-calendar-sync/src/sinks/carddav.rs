@@ -19,6 +19,7 @@ use crate::outbox::SinkItem;
 use crate::sinks::caldav::delete_ours;
 use crate::sinks::content::{self, ADOPTED};
 use crate::sinks::dav::{DavClient, DavError};
+use crate::sinks::listing::{self, Found, Watch};
 use crate::sinks::phonebook::phonebook;
 use crate::sinks::plan::{self, Step};
 use crate::sinks::vcard::{card_uid, is_card_uid_of, render_vcard_in, UidForm};
@@ -43,6 +44,7 @@ pub struct CardDavSink {
     client: DavClient,
     display_name: String,
     user_referee_number: Option<String>,
+    watch: Watch,
 }
 
 /// One card the state wants, rendered with its UID in each form ([`UidForm`]): a card already
@@ -135,6 +137,7 @@ impl CardDavSink {
             client: DavClient::new(url, username, password, timeout)?,
             display_name,
             user_referee_number,
+            watch: Watch::default(),
         })
     }
 
@@ -142,55 +145,56 @@ impl CardDavSink {
         self.client.collection_url().to_string()
     }
 
-    /// Creates the address book when missing and adopts our cards that the ledger does not
-    /// know where they are ([`key_of_found`]), with the hash of their content lines, to compare
-    /// later.
-    pub async fn prepare(&self, ctx: &SinkContext) -> Result<(), SinkError> {
+    /// Creates the address book when missing (once per start).
+    pub async fn prepare(&self, _ctx: &SinkContext) -> Result<(), SinkError> {
         self.client
             .ensure_addressbook_or(&self.display_name, &[EARLIER_BOOK_NAME])
             .await?;
+        Ok(())
+    }
+
+    /// Before a pass: when the address book changed since the last pass (or at the start, for
+    /// a server without change tags), lists it and records what it learns
+    /// ([`listing::reconcile`]): our cards ([`key_of_found`], or the URI UID of a key the state
+    /// or the ledger knows, under any name) that the ledger does not know as they are are
+    /// adopted with the hash of their lines, to compare later; deleted ones are forgotten.
+    pub async fn refresh(&self, ctx: &SinkContext) -> Result<(), SinkError> {
+        if !self.watch.must_list(&self.client, ctx, CARDDAV).await? {
+            return Ok(());
+        }
         let found = self.client.find_uids().await?;
         let items = ctx.items(CARDDAV).await?;
-        // The URI UIDs of the cards the state or the ledger knows: found under any name.
         let view = ctx.view();
         let keys = wanted_cards(&view, self.user_referee_number.as_deref(), VcardVersion::V4)
             .into_keys()
             .chain(items.keys().cloned());
         let by_uid: BTreeMap<String, String> = keys.map(|k| (card_uid(&k), k)).collect();
-        let mut adopted = Vec::new();
-        for r in found {
-            let Some(uid) = r.uid else { continue };
-            let Some(key) = key_of_found(&r.name, &uid).or_else(|| by_uid.get(&uid).cloned())
-            else {
-                continue;
-            };
-            if items.get(&key).is_some_and(|k| k.remote_name == r.name) {
-                continue; // still where we left it: our record stands
-            }
-            let Some(body) = r.data else { continue };
-            let lines = form_hash(UidForm::of(&uid), &lines_hash(&body));
-            adopted.push(SinkItem {
-                key,
-                remote_name: r.name,
-                etag: r.etag,
-                hash: format!("{ADOPTED}{lines}"),
-            });
-        }
-        if adopted.is_empty() {
-            return Ok(());
-        }
-        tracing::info!(
-            sink = CARDDAV,
-            cards = adopted.len(),
-            "adopted referee cards already in the address book"
-        );
-        ctx.ledger(move |s| {
-            for item in &adopted {
-                s.put_sink_item(CARDDAV, item)?;
-            }
-            Ok(())
-        })
-        .await
+        let names: BTreeSet<String> = found.iter().map(|r| r.name.clone()).collect();
+        let ours: Vec<Found> = found
+            .into_iter()
+            .filter_map(|r| {
+                let uid = r.uid?;
+                let key = key_of_found(&r.name, &uid).or_else(|| by_uid.get(&uid).cloned())?;
+                Some(Found {
+                    key,
+                    uid,
+                    name: r.name,
+                    etag: r.etag,
+                    data: r.data,
+                })
+            })
+            .collect();
+        let learned = listing::reconcile(ours, &names, &items, |f, d| {
+            form_hash(UidForm::of(&f.uid), &lines_hash(d))
+        });
+        ctx.learn(CARDDAV, learned).await?;
+        self.watch.listed();
+        Ok(())
+    }
+
+    /// After a pass: the address book's change tag stored for the next one.
+    pub async fn settle(&self, ctx: &SinkContext, wrote: bool) -> Result<(), SinkError> {
+        self.watch.settle(&self.client, ctx, CARDDAV, wrote).await
     }
 
     /// Plans a pass: the phonebook of the state against the ledger.

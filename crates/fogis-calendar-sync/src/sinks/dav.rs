@@ -275,6 +275,19 @@ impl DavClient {
         });
     }
 
+    /// The collection's change tag: its RFC 6578 `sync-token`, else its `getctag`, prefixed
+    /// with which it is; `None` when the server offers neither. One PROPFIND Depth 0.
+    pub async fn change_tag(&self) -> Result<Option<String>, DavError> {
+        let c = self
+            .dav
+            .collection(self.collection())
+            .await?
+            .ok_or(DavError::NotFound)?;
+        Ok(c.sync_token
+            .map(|t| format!("sync-token {t}"))
+            .or_else(|| c.ctag.map(|t| format!("ctag {t}"))))
+    }
+
     /// Stores `body` as the item `name`; returns its new ETag when the server tells it (in the
     /// answer, or else through a PROPFIND of the item). A weak ETag is not returned: `If-Match`
     /// compares strongly, so it could never match.

@@ -22,6 +22,7 @@ pub mod content;
 pub mod dav;
 pub mod forward;
 pub mod google;
+pub mod listing;
 pub mod phonebook;
 pub mod plan;
 pub mod vcard;
@@ -222,6 +223,33 @@ impl SinkContext {
         self.ledger(move |s| s.put_sink_item(sink, &item)).await
     }
 
+    /// Records what a listing of `sink`'s collection taught ([`listing::reconcile`]).
+    pub async fn learn(
+        &self,
+        sink: &'static str,
+        learned: listing::Learned,
+    ) -> Result<(), SinkError> {
+        if learned.record.is_empty() && learned.forget.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(
+            sink,
+            found = learned.record.len(),
+            gone = learned.forget.len(),
+            "the collection holds items of ours the ledger did not know as they are"
+        );
+        self.ledger(move |s| {
+            for item in &learned.record {
+                s.put_sink_item(sink, item)?;
+            }
+            for key in &learned.forget {
+                s.delete_sink_item(sink, key)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// Forgets an item of `sink`.
     pub async fn forget(&self, sink: &'static str, key: &str) -> Result<(), SinkError> {
         let key = key.to_string();
@@ -275,7 +303,9 @@ impl SinkKind {
         }
     }
 
-    /// Once per start: the remote collection made ready, existing items adopted.
+    /// Once per start: the remote collection made ready (the Google calendar also adopts the
+    /// Python service's events here; the DAV sinks list and adopt before a pass, when their
+    /// collection changed: [`listing`]).
     pub(crate) async fn prepare(&self, ctx: &SinkContext) -> Result<(), SinkError> {
         match self {
             SinkKind::CalDav(s) => s.prepare(ctx).await,

@@ -43,20 +43,24 @@ async fn pass(
     };
     match kind {
         SinkKind::CalDav(s) => {
+            s.refresh(ctx).await?;
             let p = s.plan(ctx, view, &waiting).await?;
             pass.start(&p.plan);
             for step in &p.plan.steps {
                 let r = s.execute(ctx, view, &p.work, step).await;
                 pass.done(step, r).await?;
             }
+            s.settle(ctx, pass.report.done > 0).await?;
         }
         SinkKind::CardDav(s) => {
+            s.refresh(ctx).await?;
             let p = s.plan(ctx, view, &waiting).await?;
             pass.start(&p.plan);
             for step in &p.plan.steps {
                 let r = s.execute(ctx, &p.work, step).await;
                 pass.done(step, r).await?;
             }
+            s.settle(ctx, pass.report.done > 0).await?;
         }
         SinkKind::Forward(s) => {
             let p = s.plan(ctx, view, &waiting).await?;
