@@ -1,6 +1,14 @@
-//! The CalDAV and CardDAV sinks against real servers, each started by the test, behind a proxy
-//! that counts what the sink asks for: a fresh install adopting an earlier install's events
-//! rewrites none that is unchanged (Radicale and Xandikos).
+//! The CalDAV and CardDAV sinks against real servers, each started by the test, most behind a
+//! proxy that counts what the sinks ask for:
+//! - a fresh install adopting an earlier install's events rewrites none that is unchanged
+//!   (Radicale and Xandikos);
+//! - a vCard 4.0 card with a URI UID under our name is adopted, and keeps its UID (Radicale);
+//! - a server root as `CARDDAV_URL` leads to `<CALENDAR_NAME> – referees`, or to an earlier
+//!   version's `FOGIS referees` (Xandikos);
+//! - a Digest-only server (lighttpd in front of Xandikos) and a Basic-only one (Radicale): the
+//!   right password works, a wrong one is "credentials refused", a refused event is not;
+//! - a collection whose change tag did not change is not listed again, and a change someone
+//!   else made is seen (Radicale and Xandikos).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
