@@ -241,7 +241,8 @@ pub struct SinkOpts {
     #[arg(long, env = "CALDAV_PASSWORD", hide_env_values = true)]
     pub caldav_password: Option<Secret>,
     /// CardDAV address book for the other referees (created when missing), or a server root
-    /// to discover the address book "FOGIS referees" from.
+    /// to discover the address book "<CALENDAR_NAME> – referees" from (one named "FOGIS
+    /// referees", as earlier versions created it, is used when found).
     #[arg(long, env = "CARDDAV_URL")]
     pub carddav_url: Option<String>,
     #[arg(long, env = "CARDDAV_USERNAME")]

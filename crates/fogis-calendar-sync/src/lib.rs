@@ -101,7 +101,7 @@ pub fn sink_kinds(opts: &ServeOpts) -> anyhow::Result<Vec<sinks::SinkKind>> {
             s.carddav_username.clone(),
             secret(&s.carddav_password),
             timeout,
-            "FOGIS referees".into(),
+            sinks::carddav::book_name(&opts.state.calendar_name),
             opts.state.user_referee_number.clone(),
         )
         .context("CARDDAV_URL")?;

@@ -18,10 +18,12 @@
 
 pub mod caldav;
 pub mod carddav;
+pub mod content;
 pub mod dav;
 pub mod forward;
 pub mod google;
 pub mod lease;
+pub mod listing;
 pub mod plan;
 mod worker;
 
@@ -217,6 +219,33 @@ impl SinkContext {
         self.ledger(move |s| s.put_sink_item(sink, &item)).await
     }
 
+    /// Records what a listing of `sink`'s collection taught ([`listing::reconcile`]).
+    pub async fn learn(
+        &self,
+        sink: &'static str,
+        learned: listing::Learned,
+    ) -> Result<(), SinkError> {
+        if learned.record.is_empty() && learned.forget.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(
+            sink,
+            found = learned.record.len(),
+            gone = learned.forget.len(),
+            "the collection holds items of ours the ledger did not know as they are"
+        );
+        self.ledger(move |s| {
+            for item in &learned.record {
+                s.put_sink_item(sink, item)?;
+            }
+            for key in &learned.forget {
+                s.delete_sink_item(sink, key)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// Forgets an item of `sink`.
     pub async fn forget(&self, sink: &'static str, key: &str) -> Result<(), SinkError> {
         let key = key.to_string();
@@ -270,9 +299,10 @@ impl SinkKind {
         }
     }
 
-    /// Once per start, and under a lease once per acquisition: the remote collection made
-    /// ready, existing items adopted. `fresh_look`: the other instance of a lease may have
-    /// written since the ledger was, so the ledger is made to say what is there now.
+    /// Once per start, and under a lease once per grant: the remote collection made ready (the
+    /// Google calendar also adopts the Python service's events here; the DAV sinks list and
+    /// adopt before a pass, when their collection changed: [`listing`]). `fresh_look`: a
+    /// takeover under the sink lease, after which what is found is the pair's own.
     pub(crate) async fn prepare(
         &self,
         ctx: &SinkContext,

@@ -192,7 +192,9 @@ async fn address_book_holds_vcards_and_survives_a_restart() {
     assert!(text.contains("+46701234567"));
     let found = client(&url).find_uids().await.unwrap();
     assert_eq!(found.len(), 1);
-    assert_eq!(found[0].uid.as_deref(), Some("fogis-referee-61318"));
+    // A vCard 4.0 UID is a URI (RFC 6350 6.7.6): the UUID URN of the key.
+    let uid = fogis_calendar_sync::render::vcard::card_uid("fogis-referee-61318");
+    assert_eq!(found[0].uid.as_deref(), Some(uid.as_str()));
     assert_eq!(found[0].etag.as_deref(), Some(etag.as_str()));
 
     // Down: a retryable transport error. Up again: everything is still there.

@@ -147,15 +147,28 @@ async fn feed_events(svc: &ServiceProcess) -> BTreeMap<String, String> {
     out
 }
 
-/// Card UIDs in the address book, and how many cards there are.
+/// A card's UID in one form whatever the vCard version: the URI UID of a key-form UID
+/// (`fogis-referee-61318`, what vCard 3.0 cards carry), other UIDs as they are.
+fn uri_uid(uid: &str) -> String {
+    if uid.starts_with("fogis-referee-") {
+        fogis_calendar_sync::render::vcard::card_uid(uid)
+    } else {
+        uid.to_string()
+    }
+}
+
+/// Card UIDs in the address book ([`uri_uid`]), and how many cards there are.
 async fn remote_cards(book: &DavClient) -> (Vec<String>, usize) {
     let found = book.find_uids().await.unwrap();
-    let mut uids: Vec<String> = found.iter().filter_map(|r| r.uid.clone()).collect();
+    let mut uids: Vec<String> = found
+        .iter()
+        .filter_map(|r| r.uid.as_deref().map(uri_uid))
+        .collect();
     uids.sort();
     (uids, found.len())
 }
 
-/// Card UIDs of a service's phonebook.
+/// Card UIDs of a service's phonebook ([`uri_uid`]).
 async fn feed_cards(svc: &ServiceProcess) -> Vec<String> {
     let text = reqwest::get(format!("{}/contacts.vcf", svc.base))
         .await
@@ -165,7 +178,7 @@ async fn feed_cards(svc: &ServiceProcess) -> Vec<String> {
         .unwrap();
     let mut uids: Vec<String> = text
         .lines()
-        .filter_map(|l| l.trim_end().strip_prefix("UID:").map(str::to_string))
+        .filter_map(|l| l.trim_end().strip_prefix("UID:").map(uri_uid))
         .collect();
     uids.sort();
     uids

@@ -9,18 +9,20 @@ mod common;
 mod google_fake;
 #[path = "common/google_support.rs"]
 mod google_support;
+#[path = "common/proxy.rs"]
+mod proxy;
 #[path = "common/radicale.rs"]
 mod radicale;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
 use fogis_calendar_sync::sinks::dav::DavClient;
 use google_fake::GoogleFake;
 use google_support::{message, six_matches, CALENDAR_ID};
+use proxy::recording_proxy;
 use radicale::Radicale;
 use serde_json::{json, Value};
 
@@ -192,51 +194,6 @@ async fn lists_applied_by_the_cli_and_held_apply_reach_every_sink_and_the_runnin
     svc.stop().await;
 }
 
-/// A reverse proxy in front of Radicale that records every request's method and path.
-async fn recording_proxy(target: String) -> (String, Arc<Mutex<Vec<(String, String)>>>) {
-    use axum::body::Body;
-    use axum::extract::Request;
-    use axum::response::Response;
-    let seen: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
-    let http = reqwest::Client::new();
-    let log = seen.clone();
-    let app = axum::Router::new().fallback(move |req: Request| {
-        let (http, log, target) = (http.clone(), log.clone(), target.clone());
-        async move {
-            let (parts, body) = req.into_parts();
-            let path = parts
-                .uri
-                .path_and_query()
-                .map(|p| p.as_str())
-                .unwrap_or("/");
-            log.lock()
-                .unwrap()
-                .push((parts.method.to_string(), path.to_string()));
-            let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
-            let mut out = http.request(parts.method.clone(), format!("{target}{path}"));
-            for (name, value) in &parts.headers {
-                if name != "host" && name != "transfer-encoding" {
-                    out = out.header(name, value);
-                }
-            }
-            let resp = out.body(body).send().await.unwrap();
-            let mut answer = Response::builder().status(resp.status());
-            for (name, value) in resp.headers() {
-                if name != "transfer-encoding" && name != "content-length" {
-                    answer = answer.header(name, value);
-                }
-            }
-            answer
-                .body(Body::from(resp.bytes().await.unwrap()))
-                .unwrap()
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (base, seen)
-}
-
 async fn start_carddav(dir: tempfile::TempDir, book: &str) -> Service {
     let book = book.to_string();
     Service::start_in(dir, |o| {
@@ -287,8 +244,8 @@ async fn a_fresh_install_against_an_address_book_holding_our_cards_deletes_and_r
         .lock()
         .unwrap()
         .iter()
-        .filter(|(m, _)| m == "PUT" || m == "DELETE")
-        .cloned()
+        .filter(|s| s.method == "PUT" || s.method == "DELETE")
+        .map(|s| (s.method.clone(), s.path.clone()))
         .collect();
     assert!(writes.is_empty(), "{writes:?}");
     let mut after: Vec<(String, Option<String>)> = book
@@ -312,7 +269,7 @@ async fn a_fresh_install_against_an_address_book_holding_our_cards_deletes_and_r
         .lock()
         .unwrap()
         .iter()
-        .filter(|(m, _)| m == "DELETE")
+        .filter(|s| s.method == "DELETE")
         .count();
     let cards = svc.get_text("/contacts.vcf").await;
     assert_eq!(

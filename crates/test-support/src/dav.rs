@@ -4,6 +4,11 @@
 //! - Xandikos: a CalDAV/CardDAV server (no authentication of its own).
 //! - WsgiDAV with `accept_basic: false`: a plain WebDAV server that speaks only Digest
 //!   (neither Radicale nor Xandikos offers Digest; WsgiDAV is the PyPI server that does).
+//! - Xandikos behind lighttpd (Debian's package), which asks for Digest only (`mod_auth` with
+//!   the `plain` backend, `method => "digest"`) and passes what it lets through on to Xandikos
+//!   (`mod_proxy`): a CalDAV/CardDAV server that speaks only Digest, as Baïkal does by default.
+//!   lighttpd is found as `LIGHTTPD`, on the `PATH` or as `/usr/sbin/lighttpd`; scripts/test
+//!   installs it.
 //!
 //! Each runs from a virtualenv under `<workspace>/target/` (`radicale-venv`, `xandikos-venv`,
 //! `wsgidav-venv`, as scripts/test makes them), or the Python named by `RADICALE_PYTHON`,
@@ -35,6 +40,8 @@ pub enum Flavour {
     Xandikos,
     /// WsgiDAV, Digest authentication only.
     WsgiDavDigest,
+    /// Xandikos behind lighttpd, Digest authentication only.
+    XandikosDigest,
 }
 
 struct Venv {
@@ -53,7 +60,7 @@ impl Flavour {
                 requirements: &["radicale>=3,<4"],
                 module: "radicale",
             },
-            Flavour::Xandikos => Venv {
+            Flavour::Xandikos | Flavour::XandikosDigest => Venv {
                 env: "XANDIKOS_PYTHON",
                 dir: "xandikos-venv",
                 requirements: &["xandikos>=0.4,<1"],
@@ -75,6 +82,8 @@ pub struct Server {
     port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// lighttpd, for [`Flavour::XandikosDigest`] (`child` is Xandikos then).
+    front: Option<Child>,
 }
 
 impl Server {
@@ -85,6 +94,7 @@ impl Server {
             port: 0,
             dir,
             child: None,
+            front: None,
         };
         // The port is free when picked but could be taken before the server binds it: retry.
         for _ in 0..3 {
@@ -102,14 +112,87 @@ impl Server {
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+        ["server.log", "lighttpd.out", "lighttpd.log"]
+            .iter()
+            .filter_map(|f| std::fs::read_to_string(self.dir.path().join(f)).ok())
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     fn spawn(&mut self) -> bool {
+        if self.flavour != Flavour::XandikosDigest {
+            return self.spawn_server(self.port);
+        }
+        let lighttpd = lighttpd();
+        let back = crate::free_port();
+        if !self.spawn_server(back) {
+            return false;
+        }
+        let users = self.dir.path().join("digest-users");
+        std::fs::write(&users, format!("{USER}:{PASSWORD}\n")).unwrap();
+        let path = |p: &Path| p.to_str().expect("a UTF-8 temporary path").to_owned();
+        let config = format!(
+            concat!(
+                "server.port = {port}\n",
+                "server.bind = \"127.0.0.1\"\n",
+                "server.document-root = \"{dir}\"\n",
+                "server.upload-dirs = (\"{dir}\")\n",
+                "server.errorlog = \"{dir}/lighttpd.log\"\n",
+                "server.modules = (\"mod_auth\", \"mod_authn_file\", \"mod_proxy\")\n",
+                "auth.backend = \"plain\"\n",
+                "auth.backend.plain.userfile = \"{users}\"\n",
+                "auth.require = (\"\" => (\"method\" => \"digest\", \"realm\" => \"fogis-test\", ",
+                "\"require\" => \"valid-user\"))\n",
+                "proxy.server = (\"\" => ((\"host\" => \"127.0.0.1\", \"port\" => {back})))\n",
+            ),
+            port = self.port,
+            dir = path(self.dir.path()),
+            users = path(&users),
+            back = back,
+        );
+        let conf = self.dir.path().join("lighttpd.conf");
+        std::fs::write(&conf, config).unwrap();
+        let log = std::fs::File::create(self.dir.path().join("lighttpd.out")).expect("log file");
+        let mut front = Command::new(lighttpd)
+            .arg("-D")
+            .arg("-f")
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .expect("starting lighttpd");
+        let deadline = Instant::now() + START_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok(Some(_exited)) = front.try_wait() {
+                break;
+            }
+            if answers_http(self.port) {
+                self.front = Some(front);
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = front.kill();
+        let _ = front.wait();
+        self.stop_server();
+        false
+    }
+
+    fn stop_server(&mut self) {
+        for mut child in [self.front.take(), self.child.take()].into_iter().flatten() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server itself (Xandikos, for [`Flavour::XandikosDigest`]) on `port`.
+    fn spawn_server(&mut self, port: u16) -> bool {
         let python = python(self.flavour);
         let storage = self.dir.path().join("storage");
         std::fs::create_dir_all(&storage).unwrap();
-        let port = self.port.to_string();
+        let port_number = port;
+        let port = port.to_string();
         let mut command = Command::new(&python);
         match self.flavour {
             Flavour::Radicale => {
@@ -130,7 +213,7 @@ impl Server {
                     .arg("--storage-filesystem-folder")
                     .arg(&storage);
             }
-            Flavour::Xandikos => {
+            Flavour::Xandikos | Flavour::XandikosDigest => {
                 command
                     .args([
                         "-m",
@@ -146,7 +229,7 @@ impl Server {
                     .arg(self.dir.path().join("state"));
             }
             Flavour::WsgiDavDigest => {
-                let config = wsgidav_config(&storage, self.port);
+                let config = wsgidav_config(&storage, port_number);
                 let path = self.dir.path().join("wsgidav.json");
                 std::fs::write(&path, config).unwrap();
                 command
@@ -167,7 +250,7 @@ impl Server {
             if let Ok(Some(_exited)) = child.try_wait() {
                 return false;
             }
-            if answers_http(self.port) {
+            if answers_http(port_number) {
                 self.child = Some(child);
                 return true;
             }
@@ -181,11 +264,27 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.stop_server();
     }
+}
+
+/// lighttpd: `LIGHTTPD`, else on the `PATH`, else Debian's `/usr/sbin/lighttpd`.
+fn lighttpd() -> PathBuf {
+    if let Some(path) = std::env::var_os("LIGHTTPD") {
+        return PathBuf::from(path);
+    }
+    let on_path = std::env::var_os("PATH")
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("lighttpd"))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    on_path
+        .into_iter()
+        .chain([PathBuf::from("/usr/sbin/lighttpd")])
+        .find(|p| p.is_file())
+        .expect("lighttpd is needed for the Digest server: scripts/test installs it (apt-get install lighttpd)")
 }
 
 /// WsgiDAV's configuration: one share, Digest only, one user.

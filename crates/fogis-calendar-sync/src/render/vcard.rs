@@ -28,10 +28,49 @@ pub fn render_vcard(card: &Contact) -> String {
     render_vcard_as(card, VcardVersion::V4)
 }
 
-/// One vCard in the version an address book takes. The card uses only properties and
-/// parameters vCard 3.0 (RFC 2426) has too (`PRODID`, `TEL;TYPE=cell`, `ADR;TYPE=home`,
-/// `CATEGORIES`, `REV` as a UTC date-time), so only the `VERSION` line differs.
+/// How a card's `UID` is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UidForm {
+    /// The contact's key as text (`fogis-referee-61318`): vCard 3.0, and every card written
+    /// before vCard 4.0 UIDs were URIs.
+    Key,
+    /// [`card_uid`], a `urn:uuid:` URI, as RFC 6350 6.7.6 asks of vCard 4.0.
+    Uri,
+}
+
+impl UidForm {
+    /// The form a new card takes in `version`.
+    pub fn new_in(version: VcardVersion) -> UidForm {
+        match version {
+            VcardVersion::V3 => UidForm::Key,
+            VcardVersion::V4 => UidForm::Uri,
+        }
+    }
+
+    /// The form of a UID found in a card.
+    pub fn of(uid: &str) -> UidForm {
+        if uid.starts_with("fogis-referee-") {
+            UidForm::Key
+        } else {
+            UidForm::Uri
+        }
+    }
+}
+
+/// One new vCard in the version an address book takes, its UID in the form for that version
+/// ([`UidForm::new_in`]).
 pub fn render_vcard_as(card: &Contact, version: VcardVersion) -> String {
+    render_vcard_in(card, version, UidForm::new_in(version))
+}
+
+/// One vCard in `version` with its UID in `form`. The card uses only properties and
+/// parameters vCard 3.0 (RFC 2426) has too (`PRODID`, `TEL;TYPE=cell`, `ADR;TYPE=home`,
+/// `CATEGORIES`, `REV` as a UTC date-time), so only the `VERSION` and `UID` lines differ. A
+/// vCard 4.0 `UID` is a URI (RFC 6350 6.7.6), [`card_uid`]; a 3.0 `UID` is text (RFC 2426
+/// 3.6.7), the contact's key (`fogis-referee-61318`), as every earlier version wrote it. A card
+/// already on a server keeps the form it has (servers refuse a changed UID: Radicale answers
+/// 409 `no-uid-conflict`). The resource name is the key in both ([`Contact::file_name`]).
+pub fn render_vcard_in(card: &Contact, version: VcardVersion, form: UidForm) -> String {
     let mut out = String::with_capacity(512);
     let mut line = |text: String| {
         out.push_str(&fold_line(&text));
@@ -43,7 +82,10 @@ pub fn render_vcard_as(card: &Contact, version: VcardVersion) -> String {
         VcardVersion::V4 => "VERSION:4.0".into(),
     });
     line(format!("PRODID:{PRODID}"));
-    line(format!("UID:{}", escape_text(&card.uid)));
+    line(match form {
+        UidForm::Key => format!("UID:{}", escape_text(&card.uid)),
+        UidForm::Uri => format!("UID:{}", card_uid(&card.uid)),
+    });
     line(format!("FN:{}", escape_text(&card.name)));
     let (given, family) = split_name(&card.name);
     line(format!(
@@ -74,6 +116,30 @@ pub fn render_vcard_as(card: &Contact, version: VcardVersion) -> String {
     line(format!("REV:{}", card.updated.format("%Y%m%dT%H%M%SZ")));
     line("END:VCARD".into());
     out
+}
+
+/// The vCard 4.0 `UID` of the contact with key `key` (`fogis-referee-61318`): `urn:uuid:` and
+/// a name-based (version 5) UUID of the key, so the same referee has the same UID in every
+/// install, and the key can be checked against it ([`is_card_uid_of`]).
+pub fn card_uid(key: &str) -> String {
+    format!(
+        "urn:uuid:{}",
+        uuid::Uuid::new_v5(&namespace(), key.as_bytes())
+    )
+}
+
+/// True when `uid` is [`card_uid`] of `key` (the UUID in any letter case).
+pub fn is_card_uid_of(uid: &str, key: &str) -> bool {
+    uid.get(..9)
+        .is_some_and(|p| p.eq_ignore_ascii_case("urn:uuid:"))
+        && uuid::Uuid::parse_str(&uid[9..])
+            .is_ok_and(|u| u == uuid::Uuid::new_v5(&namespace(), key.as_bytes()))
+}
+
+/// The UUID namespace of this service's card UIDs (RFC 9562 6.5: any UUID chosen for the
+/// purpose; this one was drawn at random once). It must never change: the UIDs would.
+fn namespace() -> uuid::Uuid {
+    uuid::uuid!("76bbbbc9-83ad-41df-beb9-3f27d022d706")
 }
 
 /// The card's NOTE: the FOGIS referee number and the upcoming matches together, one a line
@@ -205,7 +271,6 @@ mod tests {
             ["BEGIN:VCARD", "VERSION:4.0", &format!("PRODID:{PRODID}")]
         );
         for want in [
-            "UID:fogis-referee-61318",
             "FN:Anna Maria Berg",
             "N:Berg;Anna Maria;;;",
             "TEL;TYPE=cell:+46701234567",
@@ -250,6 +315,39 @@ mod tests {
         }
         let unfolded = text.replace("\r\n ", "");
         assert!(unfolded.contains(&format!("FN:{}\r\n", "Å".repeat(60))));
+    }
+
+    #[test]
+    fn a_vcard_4_uid_is_a_uuid_urn_of_the_key_and_a_3_0_uid_the_key() {
+        let c = card();
+        let uid = card_uid(&c.uid);
+        let u = uuid::Uuid::parse_str(uid.strip_prefix("urn:uuid:").unwrap()).unwrap();
+        assert_eq!(u.get_version_num(), 5);
+        // Deterministic (the same in every install and version), and one per key.
+        assert_eq!(uid, "urn:uuid:be0526e4-8245-57a4-af38-779f853e8d20");
+        assert_ne!(card_uid("fogis-referee-61319"), uid);
+        assert!(is_card_uid_of(&uid, "fogis-referee-61318"));
+        assert!(is_card_uid_of(&uid.to_uppercase(), "fogis-referee-61318"));
+        assert!(!is_card_uid_of(&uid, "fogis-referee-61319"));
+        assert!(!is_card_uid_of(
+            "fogis-referee-61318",
+            "fogis-referee-61318"
+        ));
+        assert!(!is_card_uid_of("urn:uuid:", "fogis-referee-61318"));
+        assert!(!is_card_uid_of("é", "fogis-referee-61318"));
+
+        let v4 = render_vcard_as(&c, VcardVersion::V4);
+        assert!(v4.contains(&format!("\r\nUID:{uid}\r\n")), "{v4}");
+        let v3 = render_vcard_as(&c, VcardVersion::V3);
+        assert!(v3.contains("\r\nUID:fogis-referee-61318\r\n"), "{v3}");
+        assert!(v3.contains("\r\nVERSION:3.0\r\n"), "{v3}");
+        // A card already written keeps its form, whatever the version.
+        let kept = render_vcard_in(&c, VcardVersion::V4, UidForm::Key);
+        assert!(kept.contains("\r\nUID:fogis-referee-61318\r\n"), "{kept}");
+        let kept = render_vcard_in(&c, VcardVersion::V3, UidForm::Uri);
+        assert!(kept.contains(&format!("\r\nUID:{uid}\r\n")), "{kept}");
+        assert_eq!(UidForm::of("fogis-referee-61318"), UidForm::Key);
+        assert_eq!(UidForm::of(&uid), UidForm::Uri);
     }
 
     #[test]

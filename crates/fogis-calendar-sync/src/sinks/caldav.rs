@@ -15,21 +15,21 @@ use std::time::Duration;
 
 use crate::engine::view::StateView;
 use crate::render::ics;
+use crate::sinks::content::{self, ADOPTED};
 use crate::sinks::dav::{DavClient, DavError};
+use crate::sinks::listing::{self, Found, Watch};
 use crate::sinks::plan::{self, Step};
 use crate::sinks::{known_of, write_over, Planned, SinkContext, SinkError, CALDAV};
 use crate::store::ledger::SinkItem;
 
 const CONTENT_TYPE: &str = "text/calendar; charset=utf-8";
-/// The ledger hash of an event found at a takeover under the sink lease: owned (the pair wrote
-/// it), equal to no wanted content.
-pub const TAKEN_OVER: &str = "taken-over";
 
 /// Writes events to one CalDAV calendar collection.
 #[derive(Debug)]
 pub struct CalDavSink {
     client: DavClient,
     display_name: String,
+    watch: Watch,
 }
 
 impl CalDavSink {
@@ -43,6 +43,7 @@ impl CalDavSink {
         Ok(CalDavSink {
             client: DavClient::new(url, username, password, timeout)?,
             display_name,
+            watch: Watch::default(),
         })
     }
 
@@ -50,56 +51,57 @@ impl CalDavSink {
         self.client.collection_url().to_string()
     }
 
-    /// Creates the calendar when missing and adopts resources carrying our UIDs (recorded with
-    /// an empty hash: found, not written by us).
+    /// Creates the calendar when missing (once per start).
     ///
-    /// `fresh_look` (a takeover under the sink lease): the other instance of the pair may have
-    /// written, rewritten or deleted events since this ledger was written. Records of events no
-    /// longer there are forgotten (so a wanted one is created again), and an event not as the
-    /// ledger left it (another name or ETag) is recorded as [`TAKEN_OVER`]: the pair's own, so
-    /// it is rewritten from this state when wanted and deleted when its match is withdrawn.
-    pub async fn prepare(&self, ctx: &SinkContext, fresh_look: bool) -> Result<(), SinkError> {
+    /// `takeover` (a new grant of the sink lease): the other instance of the pair may have
+    /// written, rewritten or deleted events since this ledger was written, so the next pass
+    /// lists the calendar whatever its change tag says, and what it finds is the pair's own
+    /// ([`content::TAKEN`]): rewritten from this state when it differs, deleted when its match
+    /// is withdrawn.
+    pub async fn prepare(&self, _ctx: &SinkContext, takeover: bool) -> Result<(), SinkError> {
         self.client.ensure_calendar(&self.display_name).await?;
-        let found: Vec<SinkItem> = self
-            .client
-            .find_uids()
-            .await?
+        if takeover {
+            self.watch.take_over();
+        }
+        Ok(())
+    }
+
+    /// Before a pass: when the calendar changed since the last pass (or at the start, for a
+    /// server without change tags), lists it and records what it learns
+    /// ([`listing::reconcile`]): resources carrying our UIDs the ledger does not know where
+    /// they are are adopted with the hash of their content lines (after [`ADOPTED`]: found,
+    /// not written by us), edited ones likewise, deleted ones forgotten.
+    pub async fn refresh(&self, ctx: &SinkContext) -> Result<(), SinkError> {
+        if !self.watch.must_list(&self.client, ctx, CALDAV).await? {
+            return Ok(());
+        }
+        let found = self.client.find_uids().await?;
+        let names: BTreeSet<String> = found.iter().map(|r| r.name.clone()).collect();
+        let ours: Vec<Found> = found
             .into_iter()
             .filter_map(|r| {
-                let id = r.uid.as_deref().and_then(match_id_of_uid)?;
-                Some(SinkItem {
+                let uid = r.uid?;
+                let id = match_id_of_uid(&uid)?;
+                Some(Found {
                     key: id.to_string(),
-                    remote_name: r.name,
+                    uid,
+                    name: r.name,
                     etag: r.etag,
-                    hash: if fresh_look {
-                        TAKEN_OVER.into()
-                    } else {
-                        String::new()
-                    },
+                    data: r.data,
                 })
             })
             .collect();
-        ctx.ledger(move |s| {
-            if fresh_look {
-                let there: BTreeSet<&str> = found.iter().map(|f| f.key.as_str()).collect();
-                for mine in s.sink_items(CALDAV)? {
-                    if !there.contains(mine.key.as_str()) {
-                        s.delete_sink_item(CALDAV, &mine.key)?;
-                    }
-                }
-            }
-            for item in &found {
-                match s.sink_item(CALDAV, &item.key)? {
-                    // Still where we left it: our record (ETag, hash) stands.
-                    Some(mine)
-                        if mine.remote_name == item.remote_name
-                            && (!fresh_look || mine.etag == item.etag) => {}
-                    _ => s.put_sink_item(CALDAV, item)?,
-                }
-            }
-            Ok(())
-        })
-        .await
+        let items = ctx.items(CALDAV).await?;
+        let takeover = self.watch.taking_over();
+        let learned = listing::reconcile(ours, &names, &items, takeover, |_, d| event_lines(d));
+        ctx.learn(CALDAV, learned).await?;
+        self.watch.listed();
+        Ok(())
+    }
+
+    /// After a pass: the calendar's change tag stored for the next one.
+    pub async fn settle(&self, ctx: &SinkContext, wrote: bool) -> Result<(), SinkError> {
+        self.watch.settle(&self.client, ctx, CALDAV, wrote).await
     }
 
     /// Plans a pass: every match in the feed wanted (by content hash and sequence), every
@@ -112,10 +114,7 @@ impl CalDavSink {
     ) -> Result<Planned<BTreeMap<String, SinkItem>>, SinkError> {
         let items = ctx.items(CALDAV).await?;
         let (wanted, gone) = wanted_of(view);
-        let known = known_of(&items, |i| !i.hash.is_empty());
-        let plan = plan::plan(&wanted, &gone, &known, view.has_list(), waiting, |w, k| {
-            *w == k.hash
-        });
+        let plan = plan_events(view, &wanted, &gone, &items, waiting);
         Ok(Planned { plan, work: items })
     }
 
@@ -137,7 +136,18 @@ impl CalDavSink {
                 delete_ours(&self.client, &k.remote_name, k.etag.as_deref()).await?;
                 ctx.forget(CALDAV, key).await
             }
-            Step::Own(_) => Ok(()), // an empty hash is never equal: nothing is owned unwritten
+            Step::Own(_) => {
+                // Found as the state wants it: ours now, without a write.
+                let (Some(k), Some(m)) = (known, key.parse().ok().and_then(|id| view.get(id)))
+                else {
+                    return Ok(());
+                };
+                let record = SinkItem {
+                    hash: content_hash(m),
+                    ..k.clone()
+                };
+                ctx.record(CALDAV, record).await
+            }
             Step::Put(_) => {
                 let Some(m) = key.parse().ok().and_then(|id| view.get(id)) else {
                     return Ok(());
@@ -169,6 +179,53 @@ impl CalDavSink {
 /// What one event's ledger hash is: the match's content hash and its sequence.
 fn content_hash(m: &crate::reconcile::StoredMatch) -> String {
     format!("{}:{}", m.hash, m.sequence)
+}
+
+/// The plan of one pass (pure): an event found on the server (adopted) counts as equal when
+/// its content lines are the ones this install would write ([`event_lines`]), so a fresh install
+/// rewrites none of an earlier install's events that is unchanged. An empty hash (adopted by a
+/// version that did not read the events) is never equal.
+pub fn plan_events(
+    view: &StateView,
+    wanted: &BTreeMap<String, String>,
+    gone: &BTreeSet<String>,
+    items: &BTreeMap<String, SinkItem>,
+    waiting: &BTreeSet<String>,
+) -> plan::Plan {
+    let opts = view.feed_options();
+    // Only adopted events are rendered here: the others compare by the match's hash.
+    let wanted: BTreeMap<String, (String, Option<String>)> = wanted
+        .iter()
+        .map(|(key, hash)| {
+            let lines = items
+                .get(key)
+                .filter(|i| content::found_lines(&i.hash).is_some())
+                .and_then(|_| key.parse().ok())
+                .and_then(|id| view.get(id))
+                .map(|m| event_lines(&ics::render_single(&view.event(m), &opts)));
+            (key.clone(), (hash.clone(), lines))
+        })
+        .collect();
+    let known = known_of(items, |i| {
+        !i.hash.is_empty() && !i.hash.starts_with(ADOPTED)
+    });
+    plan::plan(
+        &wanted,
+        gone,
+        &known,
+        view.has_list(),
+        waiting,
+        |w, k| match content::found_lines(&k.hash) {
+            Some(lines) => w.1.as_deref() == Some(lines),
+            None => w.0 == k.hash,
+        },
+    )
+}
+
+/// The hash of an event's content lines, without what says when or by which install it was
+/// written ([`content::EVENT_STAMPS`]).
+pub fn event_lines(body: &str) -> String {
+    content::lines_hash(body, content::EVENT_STAMPS)
 }
 
 /// The events the state wants (key: match id; value: content hash) and the matches it knows

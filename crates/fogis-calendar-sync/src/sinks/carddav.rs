@@ -17,21 +17,26 @@ use sha2::{Digest, Sha256};
 
 use crate::engine::view::StateView;
 use crate::render::phonebook::phonebook;
-use crate::render::vcard::render_vcard_as;
+use crate::render::vcard::{card_uid, is_card_uid_of, render_vcard_in, UidForm};
 use crate::sinks::caldav::delete_ours;
+use crate::sinks::content::{self, ADOPTED};
 use crate::sinks::dav::{DavClient, DavError};
+use crate::sinks::listing::{self, Found, Watch};
 use crate::sinks::plan::{self, Step};
 use crate::sinks::{known_of, write_over, Planned, SinkContext, SinkError, CARDDAV};
 use crate::store::ledger::SinkItem;
 use fogis_dav::VcardVersion;
 
 const CONTENT_TYPE: &str = "text/vcard; charset=utf-8";
-/// The ledger hash of a card found in the address book, not written by this sink: its lines'
-/// hash ([`lines_hash`]) after this prefix.
-const ADOPTED: &str = "adopted:";
-/// The ledger hash of a card found at a takeover under the sink lease: the pair's own (it may
-/// be deleted), compared by its lines ([`lines_hash`]) after this prefix.
-const TAKEN: &str = "taken:";
+/// What earlier versions named the address book they created by discovery: found and used
+/// before a new one is created, so an upgrade keeps writing to the same book.
+pub const EARLIER_BOOK_NAME: &str = "FOGIS referees";
+
+/// The display name of the address book the sink finds or creates by discovery:
+/// `<CALENDAR_NAME> – referees` (`FOGIS matches – referees` by default).
+pub fn book_name(calendar_name: &str) -> String {
+    format!("{} – referees", calendar_name.trim())
+}
 
 /// Writes cards to one CardDAV address book.
 #[derive(Debug)]
@@ -39,18 +44,78 @@ pub struct CardDavSink {
     client: DavClient,
     display_name: String,
     user_referee_number: Option<String>,
+    watch: Watch,
 }
 
-/// One card the state wants.
+/// One card the state wants, rendered with its UID in each form ([`UidForm`]): a card already
+/// in the address book keeps its form, a new one takes the form of the book's version.
 #[derive(Debug, Clone)]
 pub struct WantedCard {
-    pub body: String,
     pub file_name: String,
+    pub key_form: Rendered,
+    pub uri_form: Rendered,
+    /// The form of a card not written yet.
+    pub new_form: UidForm,
+}
+
+/// One rendering of a card.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub body: String,
     /// SHA-256 of `body`.
     pub hash: String,
     /// [`lines_hash`] of `body`.
     pub lines: String,
 }
+
+impl Rendered {
+    pub fn of(body: String) -> Rendered {
+        Rendered {
+            hash: hex::encode(Sha256::digest(body.as_bytes())),
+            lines: lines_hash(&body),
+            body,
+        }
+    }
+}
+
+impl WantedCard {
+    pub fn in_form(&self, form: UidForm) -> &Rendered {
+        match form {
+            UidForm::Key => &self.key_form,
+            UidForm::Uri => &self.uri_form,
+        }
+    }
+}
+
+/// What a ledger hash says of a card: found (adopted) or written, the form of its UID, and the
+/// hash itself. Written cards are `{sha}` (the key form: every earlier version's) or
+/// `uri:{sha}`; found ones the same after [`ADOPTED`], with the hash of their lines.
+fn parse_hash(hash: &str) -> (bool, UidForm, &str) {
+    let (adopted, rest) = match content::found_lines(hash) {
+        Some(rest) => (true, rest),
+        None => (false, hash),
+    };
+    match rest.strip_prefix(URI_FORM) {
+        Some(rest) => (adopted, UidForm::Uri, rest),
+        None => (adopted, UidForm::Key, rest),
+    }
+}
+
+/// The ledger hash of a card in `form` (see [`parse_hash`]).
+fn form_hash(form: UidForm, hash: &str) -> String {
+    match form {
+        UidForm::Key => hash.to_owned(),
+        UidForm::Uri => format!("{URI_FORM}{hash}"),
+    }
+}
+
+/// The form a card the ledger knows has, or a new card's.
+fn form_for(known: Option<&SinkItem>, w: &WantedCard) -> UidForm {
+    known.map_or(w.new_form, |k| parse_hash(&k.hash).1)
+}
+
+/// Marks a ledger hash whose card carries the URI UID.
+const URI_FORM: &str = "uri:";
 
 /// What a pass needs to execute its steps.
 #[derive(Debug)]
@@ -72,6 +137,7 @@ impl CardDavSink {
             client: DavClient::new(url, username, password, timeout)?,
             display_name,
             user_referee_number,
+            watch: Watch::default(),
         })
     }
 
@@ -79,66 +145,65 @@ impl CardDavSink {
         self.client.collection_url().to_string()
     }
 
-    /// Creates the address book when missing and adopts the cards carrying our UIDs that the
-    /// ledger does not know where they are: each is read once, to compare its content later.
+    /// Creates the address book when missing (once per start).
     ///
-    /// `fresh_look` (a takeover under the sink lease): the other instance of the pair may have
-    /// written or deleted cards since this ledger was written. Records of cards no longer there
-    /// are forgotten, and a card not as the ledger left it (another name or ETag) is read and
-    /// recorded as [`TAKEN`]: the pair's own, compared by its lines (rewritten only when they
-    /// differ) and deleted when the phonebook no longer holds it.
-    pub async fn prepare(&self, ctx: &SinkContext, fresh_look: bool) -> Result<(), SinkError> {
-        self.client.ensure_addressbook(&self.display_name).await?;
-        let found = self.client.find_uids().await?;
-        let items = ctx.items(CARDDAV).await?;
-        let mut adopted = Vec::new();
-        let mut there = BTreeSet::new();
-        for r in found {
-            let Some(uid) = r.uid.filter(|u| u.starts_with("fogis-referee-")) else {
-                continue;
-            };
-            there.insert(uid.clone());
-            if items
-                .get(&uid)
-                .is_some_and(|k| k.remote_name == r.name && (!fresh_look || k.etag == r.etag))
-            {
-                continue; // still where we left it: our record stands
-            }
-            let Some((body, etag)) = self.client.get(&r.name).await? else {
-                continue; // gone meanwhile
-            };
-            let prefix = if fresh_look { TAKEN } else { ADOPTED };
-            adopted.push(SinkItem {
-                key: uid,
-                remote_name: r.name,
-                etag: etag.or(r.etag),
-                hash: format!("{prefix}{}", lines_hash(&body)),
-            });
+    /// `takeover` (a new grant of the sink lease): the other instance of the pair may have
+    /// written or deleted cards since this ledger was written, so the next pass lists the
+    /// address book whatever its change tag says, and what it finds is the pair's own
+    /// ([`content::TAKEN`]).
+    pub async fn prepare(&self, _ctx: &SinkContext, takeover: bool) -> Result<(), SinkError> {
+        self.client
+            .ensure_addressbook_or(&self.display_name, &[EARLIER_BOOK_NAME])
+            .await?;
+        if takeover {
+            self.watch.take_over();
         }
-        let forget: Vec<String> = if fresh_look {
-            items.into_keys().filter(|k| !there.contains(k)).collect()
-        } else {
-            Vec::new()
-        };
-        if adopted.is_empty() && forget.is_empty() {
+        Ok(())
+    }
+
+    /// Before a pass: when the address book changed since the last pass (or at the start, for
+    /// a server without change tags), lists it and records what it learns
+    /// ([`listing::reconcile`]): our cards ([`key_of_found`], or the URI UID of a key the state
+    /// or the ledger knows, under any name) that the ledger does not know as they are are
+    /// adopted with the hash of their lines, to compare later; deleted ones are forgotten.
+    pub async fn refresh(&self, ctx: &SinkContext) -> Result<(), SinkError> {
+        if !self.watch.must_list(&self.client, ctx, CARDDAV).await? {
             return Ok(());
         }
-        tracing::info!(
-            sink = CARDDAV,
-            cards = adopted.len(),
-            forgotten = forget.len(),
-            "adopted referee cards already in the address book"
-        );
-        ctx.ledger(move |s| {
-            for key in &forget {
-                s.delete_sink_item(CARDDAV, key)?;
-            }
-            for item in &adopted {
-                s.put_sink_item(CARDDAV, item)?;
-            }
-            Ok(())
-        })
-        .await
+        let found = self.client.find_uids().await?;
+        let items = ctx.items(CARDDAV).await?;
+        let view = ctx.view();
+        let keys = wanted_cards(&view, self.user_referee_number.as_deref(), VcardVersion::V4)
+            .into_keys()
+            .chain(items.keys().cloned());
+        let by_uid: BTreeMap<String, String> = keys.map(|k| (card_uid(&k), k)).collect();
+        let names: BTreeSet<String> = found.iter().map(|r| r.name.clone()).collect();
+        let ours: Vec<Found> = found
+            .into_iter()
+            .filter_map(|r| {
+                let uid = r.uid?;
+                let key = key_of_found(&r.name, &uid).or_else(|| by_uid.get(&uid).cloned())?;
+                Some(Found {
+                    key,
+                    uid,
+                    name: r.name,
+                    etag: r.etag,
+                    data: r.data,
+                })
+            })
+            .collect();
+        let takeover = self.watch.taking_over();
+        let learned = listing::reconcile(ours, &names, &items, takeover, |f, d| {
+            form_hash(UidForm::of(&f.uid), &lines_hash(d))
+        });
+        ctx.learn(CARDDAV, learned).await?;
+        self.watch.listed();
+        Ok(())
+    }
+
+    /// After a pass: the address book's change tag stored for the next one.
+    pub async fn settle(&self, ctx: &SinkContext, wrote: bool) -> Result<(), SinkError> {
+        self.watch.settle(&self.client, ctx, CARDDAV, wrote).await
     }
 
     /// Plans a pass: the phonebook of the state against the ledger.
@@ -181,8 +246,9 @@ impl CardDavSink {
                 let (Some(k), Some(w)) = (known, work.wanted.get(key)) else {
                     return Ok(());
                 };
+                let form = form_for(known, w);
                 let record = SinkItem {
-                    hash: w.hash.clone(),
+                    hash: form_hash(form, &w.in_form(form).hash),
                     ..k.clone()
                 };
                 ctx.record(CARDDAV, record).await
@@ -194,10 +260,12 @@ impl CardDavSink {
                 let name = known
                     .map(|k| k.remote_name.clone())
                     .unwrap_or_else(|| w.file_name.clone());
+                let form = form_for(known, w);
+                let card = w.in_form(form);
                 let etag = write_over(
                     &self.client,
                     &name,
-                    w.body.clone(),
+                    card.body.clone(),
                     CONTENT_TYPE,
                     known.map(|k| k.etag.clone()),
                 )
@@ -206,7 +274,7 @@ impl CardDavSink {
                     key: key.to_string(),
                     remote_name: name,
                     etag,
-                    hash: w.hash.clone(),
+                    hash: form_hash(form, &card.hash),
                 };
                 ctx.record(CARDDAV, record).await
             }
@@ -224,16 +292,27 @@ pub fn wanted_cards(
     phonebook(&view.matches, user, Utc::now())
         .into_iter()
         .map(|c| {
-            let body = render_vcard_as(&c, version);
             let card = WantedCard {
-                hash: hex::encode(Sha256::digest(body.as_bytes())),
-                lines: lines_hash(&body),
+                key_form: Rendered::of(render_vcard_in(&c, version, UidForm::Key)),
+                uri_form: Rendered::of(render_vcard_in(&c, version, UidForm::Uri)),
+                new_form: UidForm::new_in(version),
                 file_name: c.file_name(),
-                body,
             };
             (c.uid, card)
         })
         .collect()
+}
+
+/// The key (`fogis-referee-61318`) of a card found in the address book as `name` with `uid`, if
+/// it is one of ours: a UID that is the key itself (vCard 3.0, and every card written before
+/// vCard 4.0 UIDs were URIs), or the URI UID of the key its resource name carries
+/// (`fogis-referee-61318.vcf`, [`card_uid`]), whichever vCard version wrote it.
+pub fn key_of_found(name: &str, uid: &str) -> Option<String> {
+    if uid.starts_with("fogis-referee-") {
+        return Some(uid.to_owned());
+    }
+    let key = name.strip_suffix(".vcf")?;
+    (key.starts_with("fogis-referee-") && is_card_uid_of(uid, key)).then(|| key.to_owned())
 }
 
 /// The plan of one pass (pure): adopted cards count as equal when their lines are.
@@ -254,65 +333,38 @@ pub fn plan_cards(
         .cloned()
         .collect();
     plan::plan(wanted, &gone, &known, has_list, waiting, |w, k| {
-        match k
-            .hash
-            .strip_prefix(ADOPTED)
-            .or_else(|| k.hash.strip_prefix(TAKEN))
-        {
-            Some(lines) => lines == w.lines,
-            None => k.hash == w.hash,
+        let (adopted, form, hash) = parse_hash(&k.hash);
+        let card = w.in_form(form);
+        if adopted {
+            hash == card.lines
+        } else {
+            hash == card.hash
         }
     })
 }
 
-/// A hash of a vCard's content lines, unfolded, without line endings, in sorted order, and
-/// without `REV` (when our state last changed, not what the card says): the same for a card a
-/// server stored with other line endings, folding or property order (Radicale sorts them),
-/// or one an earlier install wrote from the same data.
+/// A hash of a vCard's content lines without `REV` ([`content::lines_hash`]): the same for a
+/// card a server stored with other line endings, folding or property order (Radicale sorts
+/// them), or one an earlier install wrote from the same data.
 pub fn lines_hash(body: &str) -> String {
-    let mut lines: Vec<String> = Vec::new();
-    for raw in body.split('\n') {
-        let line = raw.strip_suffix('\r').unwrap_or(raw);
-        match (
-            line.strip_prefix(' ').or_else(|| line.strip_prefix('\t')),
-            lines.last_mut(),
-        ) {
-            (Some(rest), Some(last)) => last.push_str(rest),
-            _ if line.is_empty() => {}
-            _ => lines.push(line.to_string()),
-        }
-    }
-    lines.retain(|l| !l.to_ascii_uppercase().starts_with("REV:"));
-    lines.sort();
-    hex::encode(Sha256::digest(lines.join("\n").as_bytes()))
+    content::lines_hash(body, content::VCARD_STAMPS)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The ledger keeps these hashes of the cards written: their text must not change, or
-    /// every card would be rewritten. Values computed by CPython's `hashlib.sha256`.
-    #[test]
-    fn the_ledger_hashes_are_lower_case_hex_sha256() {
-        let body = "BEGIN:VCARD\r\nFN:A\r\nREV:1\r\nEND:VCARD\r\n";
-        assert_eq!(
-            card(body).hash,
-            "3d14cfab6de2025b4bdbf00e1a7751f625ac9a8a00dd2e7cf911765765bf145d"
+    /// A wanted card whose key-form body is `body` (its UID line, if any, `UID:fogis-referee-1`).
+    fn card(body: &str, new_form: UidForm) -> WantedCard {
+        let uri = body.replace(
+            "UID:fogis-referee-1\r\n",
+            &format!("UID:{}\r\n", card_uid("fogis-referee-1")),
         );
-        // Sorted lines `BEGIN:VCARD`, `END:VCARD`, `FN:A` joined by `\n`, without `REV`.
-        assert_eq!(
-            lines_hash(body),
-            "8cb3aac502917b917f5a53d6b6f7923c98eb3d853b67f1b5977d38ab50e7bf13"
-        );
-    }
-
-    fn card(body: &str) -> WantedCard {
         WantedCard {
-            body: body.into(),
             file_name: "x.vcf".into(),
-            hash: hex::encode(Sha256::digest(body.as_bytes())),
-            lines: lines_hash(body),
+            key_form: Rendered::of(body.into()),
+            uri_form: Rendered::of(uri),
+            new_form,
         }
     }
 
@@ -341,7 +393,8 @@ mod tests {
     #[test]
     fn adopted_cards_equal_to_ours_are_taken_over_without_a_write() {
         let body = "BEGIN:VCARD\r\nFN:A\r\nEND:VCARD\r\n";
-        let wanted: BTreeMap<_, _> = [("fogis-referee-1".to_string(), card(body))].into();
+        let wanted: BTreeMap<_, _> =
+            [("fogis-referee-1".to_string(), card(body, UidForm::Key))].into();
         let stored = body.replace("\r\n", "\n");
         let items: BTreeMap<_, _> = [
             item(
@@ -359,25 +412,53 @@ mod tests {
     }
 
     #[test]
-    fn cards_taken_over_from_the_other_instance_are_ours_and_compared_by_their_lines() {
-        let body = "BEGIN:VCARD\r\nFN:A\r\nEND:VCARD\r\n";
-        let wanted: BTreeMap<_, _> = [("fogis-referee-1".to_string(), card(body))].into();
-        let stored = body.replace("\r\n", "\n");
-        let items: BTreeMap<_, _> = [
-            item("fogis-referee-1", format!("{TAKEN}{}", lines_hash(&stored))),
-            item("fogis-referee-2", format!("{TAKEN}whatever")),
-        ]
-        .into();
+    fn our_cards_are_known_by_their_old_uid_or_by_name_and_uri_uid() {
+        let key = "fogis-referee-61318";
+        // An older version's card (or a vCard 3.0 one), under any name.
+        assert_eq!(key_of_found("x.vcf", key).as_deref(), Some(key));
+        // A vCard 4.0 one: our name and the URI UID of that name's key.
+        let uid = card_uid(key);
+        assert_eq!(
+            key_of_found("fogis-referee-61318.vcf", &uid).as_deref(),
+            Some(key)
+        );
+        // Someone else's card under our name, or our UID under another key's name.
+        assert_eq!(key_of_found("fogis-referee-61318.vcf", "urn:uuid:1"), None);
+        assert_eq!(key_of_found("fogis-referee-1.vcf", &uid), None);
+        assert_eq!(key_of_found("anna.vcf", "anna@example.se"), None);
+    }
+
+    #[test]
+    fn a_card_keeps_the_uid_form_it_has_and_a_new_one_takes_its_versions() {
+        let body = "BEGIN:VCARD\r\nVERSION:4.0\r\nUID:fogis-referee-1\r\nFN:A\r\nEND:VCARD\r\n";
+        let w = card(body, UidForm::Uri);
+        let wanted: BTreeMap<_, _> = [("fogis-referee-1".to_string(), w.clone())].into();
+        // An older version wrote it with the key as UID: equal as it is, not rewritten.
+        let old = format!("{ADOPTED}{}", lines_hash(body));
+        let items: BTreeMap<_, _> = [item("fogis-referee-1", old)].into();
         let p = plan_cards(&wanted, &items, true, &BTreeSet::new());
-        // Card 1 is as wanted: no write. Card 2 the phonebook no longer holds: it goes.
-        assert_eq!(p.steps, vec![Step::Delete("fogis-referee-2".into())]);
-        let changed: BTreeMap<_, _> = [(
-            "fogis-referee-1".to_string(),
-            card(&body.replace("FN:A", "FN:B")),
-        )]
-        .into();
-        let p = plan_cards(&changed, &items, true, &BTreeSet::new());
-        assert_eq!(p.steps[0], Step::Put("fogis-referee-1".into()));
+        assert_eq!(p.steps, vec![Step::Own("fogis-referee-1".into())]);
+        assert_eq!(form_for(items.get("fogis-referee-1"), &w), UidForm::Key);
+        // Our own key-form record (every earlier version's ledger): equal.
+        let items: BTreeMap<_, _> = [item("fogis-referee-1", w.key_form.hash.clone())].into();
+        assert!(plan_cards(&wanted, &items, true, &BTreeSet::new())
+            .steps
+            .is_empty());
+        // Found with the URI UID: compared in that form.
+        let found = format!("{ADOPTED}{}", form_hash(UidForm::Uri, &w.uri_form.lines));
+        let items: BTreeMap<_, _> = [item("fogis-referee-1", found)].into();
+        let p = plan_cards(&wanted, &items, true, &BTreeSet::new());
+        assert_eq!(p.steps, vec![Step::Own("fogis-referee-1".into())]);
+        assert_eq!(form_for(items.get("fogis-referee-1"), &w), UidForm::Uri);
+        // New: written, in the form of the book's version.
+        let p = plan_cards(&wanted, &BTreeMap::new(), true, &BTreeSet::new());
+        assert_eq!(p.steps, vec![Step::Put("fogis-referee-1".into())]);
+        assert_eq!(form_for(None, &w), UidForm::Uri);
+        assert_eq!(
+            parse_hash(&form_hash(UidForm::Uri, "h")),
+            (false, UidForm::Uri, "h")
+        );
+        assert_eq!(parse_hash("h"), (false, UidForm::Key, "h"));
     }
 
     #[test]

@@ -47,6 +47,8 @@ pub struct Resource {
     pub etag: Option<String>,
     /// The `UID` inside the item; only [`DavClient::find_uids`] reads it.
     pub uid: Option<String>,
+    /// The item's text; only [`DavClient::find_uids`] reads it.
+    pub data: Option<String>,
 }
 
 /// What the sink learned about its collection when it made sure of it.
@@ -157,16 +159,35 @@ impl DavClient {
 
     /// Makes sure the collection exists and is a calendar, creating it with MKCALENDAR.
     pub async fn ensure_calendar(&self, display_name: &str) -> Result<(), DavError> {
-        self.ensure(CollectionKind::Calendar, display_name).await
+        self.ensure(CollectionKind::Calendar, display_name, &[])
+            .await
     }
 
     /// Makes sure the collection exists and is an address book, creating it with an extended
     /// MKCOL (RFC 5689).
     pub async fn ensure_addressbook(&self, display_name: &str) -> Result<(), DavError> {
-        self.ensure(CollectionKind::AddressBook, display_name).await
+        self.ensure(CollectionKind::AddressBook, display_name, &[])
+            .await
     }
 
-    async fn ensure(&self, want: CollectionKind, display_name: &str) -> Result<(), DavError> {
+    /// Like [`DavClient::ensure_addressbook`], but where the collection must be discovered, an
+    /// address book named `display_name`, else one named one of `earlier` (what an earlier
+    /// version called it), is used before one named `display_name` is created.
+    pub async fn ensure_addressbook_or(
+        &self,
+        display_name: &str,
+        earlier: &[&str],
+    ) -> Result<(), DavError> {
+        self.ensure(CollectionKind::AddressBook, display_name, earlier)
+            .await
+    }
+
+    async fn ensure(
+        &self,
+        want: CollectionKind,
+        display_name: &str,
+        earlier: &[&str],
+    ) -> Result<(), DavError> {
         let url = &self.configured;
         let found = match self.dav.collection(url).await? {
             Some(c) if c.kind == Some(want) => c,
@@ -178,14 +199,30 @@ impl DavClient {
                     CollectionKind::Calendar => &["VEVENT"],
                     CollectionKind::AddressBook => &[],
                 };
-                let found = fogis_dav::discovery::find_or_create(
-                    &self.dav,
-                    url,
-                    want,
-                    display_name,
-                    components,
-                )
-                .await?;
+                let mut existing = None;
+                if !earlier.is_empty() {
+                    for name in std::iter::once(display_name).chain(earlier.iter().copied()) {
+                        existing =
+                            fogis_dav::discovery::find_collection(&self.dav, url, want, name)
+                                .await?;
+                        if existing.is_some() {
+                            break;
+                        }
+                    }
+                }
+                let found = match existing {
+                    Some(found) => found,
+                    None => {
+                        fogis_dav::discovery::find_or_create(
+                            &self.dav,
+                            url,
+                            want,
+                            display_name,
+                            components,
+                        )
+                        .await?
+                    }
+                };
                 tracing::info!(configured = %url, collection = %found.url, "discovered the collection");
                 found
             }
@@ -238,6 +275,19 @@ impl DavClient {
         });
     }
 
+    /// The collection's change tag: its RFC 6578 `sync-token`, else its `getctag`, prefixed
+    /// with which it is; `None` when the server offers neither. One PROPFIND Depth 0.
+    pub async fn change_tag(&self) -> Result<Option<String>, DavError> {
+        let c = self
+            .dav
+            .collection(self.collection())
+            .await?
+            .ok_or(DavError::NotFound)?;
+        Ok(c.sync_token
+            .map(|t| format!("sync-token {t}"))
+            .or_else(|| c.ctag.map(|t| format!("ctag {t}"))))
+    }
+
     /// Stores `body` as the item `name`; returns its new ETag when the server tells it (in the
     /// answer, or else through a PROPFIND of the item). A weak ETag is not returned: `If-Match`
     /// compares strongly, so it could never match.
@@ -277,12 +327,13 @@ impl DavClient {
                 name: m.name,
                 etag: m.etag,
                 uid: None,
+                data: None,
             })
             .collect())
     }
 
-    /// Every item with its ETag and the `UID` inside it: the members, then their data by
-    /// calendar-multiget or addressbook-multiget.
+    /// Every item with its ETag, its text and the `UID` inside it: the members, then their
+    /// data by calendar-multiget or addressbook-multiget.
     pub async fn find_uids(&self) -> Result<Vec<Resource>, DavError> {
         let kind = match self.known.get() {
             Some(k) => k.kind,
@@ -305,15 +356,16 @@ impl DavClient {
             .iter()
             .filter_map(|r| self.collection().join(&r.href).ok())
             .collect();
-        let mut uids = std::collections::HashMap::new();
+        let mut data = std::collections::HashMap::new();
         for batch in urls.chunks(MULTIGET_BATCH) {
             for item in self.dav.multiget(self.collection(), kind, batch).await? {
-                uids.insert(decoded(item.url.path()), extract_uid(&item.data));
+                data.insert(decoded(item.url.path()), item.data);
             }
         }
         for item in &mut items {
             // By decoded path: a server may escape an href differently in the two answers.
-            item.uid = uids.remove(&decoded(&item.href)).flatten();
+            item.data = data.remove(&decoded(&item.href));
+            item.uid = item.data.as_deref().and_then(extract_uid);
         }
         Ok(items)
     }

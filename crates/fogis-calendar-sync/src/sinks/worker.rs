@@ -47,6 +47,7 @@ async fn pass(
     };
     match kind {
         SinkKind::CalDav(s) => {
+            s.refresh(ctx).await?;
             let p = s.plan(ctx, view, &waiting).await?;
             pass.start(&p.plan);
             for step in &p.plan.steps {
@@ -57,8 +58,10 @@ async fn pass(
                 let r = s.execute(ctx, view, &p.work, step).await;
                 pass.done(step, r).await?;
             }
+            s.settle(ctx, pass.report.done > 0).await?;
         }
         SinkKind::CardDav(s) => {
+            s.refresh(ctx).await?;
             let p = s.plan(ctx, view, &waiting).await?;
             pass.start(&p.plan);
             for step in &p.plan.steps {
@@ -69,6 +72,7 @@ async fn pass(
                 let r = s.execute(ctx, &p.work, step).await;
                 pass.done(step, r).await?;
             }
+            s.settle(ctx, pass.report.done > 0).await?;
         }
         SinkKind::Forward(s) => {
             let p = s.plan(ctx, view, &waiting).await?;
