@@ -168,7 +168,9 @@ pub enum ApplyError {
 
 struct Inner {
     store: Store,
-    state: HashMap<i64, StoredMatch>,
+    /// The mirror of the stored matches. Each match is shared with every view that shows it
+    /// (one allocation per match, not one per view and one for the mirror).
+    state: HashMap<i64, Arc<StoredMatch>>,
     /// `data_version` when the file was last looked at for other processes' commits.
     data_version: i64,
     /// The state version `state` equals.
@@ -200,7 +202,7 @@ impl std::fmt::Debug for Engine {
 
 impl Engine {
     pub fn new(store: Store, settings: EngineSettings) -> Result<Engine, StoreError> {
-        let state = store.load_matches()?;
+        let state = shared(store.load_matches()?);
         let data_version = store.data_version()?;
         let state_version = store.state_version()?;
         let pending_holds = store.pending_holds()?;
@@ -312,7 +314,9 @@ impl Engine {
                 let writes: Vec<&StoredMatch> = applied.plan.writes().collect();
                 if !writes.is_empty() {
                     for next in writes {
-                        inner.state.insert(next.record.match_id, next.clone());
+                        inner
+                            .state
+                            .insert(next.record.match_id, Arc::new(next.clone()));
                     }
                     // The commit bumped it (Store::commit), under the lock taken above.
                     inner.state_version += 1;
@@ -598,7 +602,7 @@ impl Engine {
         let pending_holds = inner.store.pending_holds()?;
         let moved = state_version != inner.state_version;
         if moved {
-            inner.state = inner.store.load_matches()?;
+            inner.state = shared(inner.store.load_matches()?);
             inner.state_version = state_version;
             inner.generation += 1;
         }
@@ -641,7 +645,7 @@ impl Engine {
     /// All stored matches, sorted by kick-off, as the current view shows them (no lock, no
     /// SQL: another process's commit shows once [`Engine::refresh`] saw it).
     pub fn matches(&self) -> Vec<StoredMatch> {
-        self.view().matches.clone()
+        self.view().matches.iter().map(|m| (**m).clone()).collect()
     }
 
     pub fn recent_log(&self, limit: usize) -> Result<Vec<LogEntry>, StoreError> {
@@ -675,6 +679,14 @@ impl Engine {
     pub fn feed(&self) -> axum::body::Bytes {
         self.view().feed()
     }
+}
+
+/// The loaded matches, each in its own shared allocation.
+fn shared(loaded: HashMap<i64, StoredMatch>) -> HashMap<i64, Arc<StoredMatch>> {
+    loaded
+        .into_iter()
+        .map(|(id, m)| (id, Arc::new(m)))
+        .collect()
 }
 
 fn view_of(inner: &Inner, settings: &Arc<EngineSettings>) -> Arc<StateView> {

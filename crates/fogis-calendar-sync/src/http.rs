@@ -42,6 +42,8 @@ pub struct AppState {
     pub triggers: Arc<crate::http::trigger::RateLimit>,
     /// The feeds' validators (ETag, Last-Modified).
     pub feeds: Arc<crate::http::feeds::Feeds>,
+    /// How many `/matches` pages are built at once (see [`api::PageGate`]).
+    pub pages: Arc<api::PageGate>,
 }
 
 /// The service's routes.

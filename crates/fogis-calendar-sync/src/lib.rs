@@ -259,6 +259,7 @@ pub async fn run(
         pull,
         triggers: Arc::new(http::trigger::RateLimit::default()),
         feeds: Arc::default(),
+        pages: Arc::new(http::api::PageGate::for_this_machine()),
     };
     tracing::info!(%addr, data_dir = %opts.state.data_dir.display(), "fogis-calendar-sync listening");
     let app = http::auth::protect(

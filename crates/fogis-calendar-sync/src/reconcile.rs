@@ -175,8 +175,8 @@ impl Plan {
 }
 
 /// Plans `snapshot` against `state` at time `now`.
-pub fn plan(
-    state: &HashMap<i64, StoredMatch>,
+pub fn plan<M: std::borrow::Borrow<StoredMatch>>(
+    state: &HashMap<i64, M>,
     snapshot: &Snapshot,
     tz: chrono_tz::Tz,
     now: DateTime<Utc>,
@@ -207,7 +207,7 @@ pub fn plan(
             });
             continue;
         }
-        let stored = state.get(&id);
+        let stored: Option<&StoredMatch> = state.get(&id).map(std::borrow::Borrow::borrow);
         let record = match normalize(incoming, stored.map(|s| &s.record), tz) {
             Ok(r) => r,
             Err(reason) => {
@@ -268,7 +268,10 @@ pub fn plan(
 
     let mut gone: Vec<&StoredMatch> = state
         .values()
-        .filter(|s| s.presence == Presence::Listed && !seen.contains(&s.record.match_id))
+        .map(std::borrow::Borrow::borrow)
+        .filter(|s: &&StoredMatch| {
+            s.presence == Presence::Listed && !seen.contains(&s.record.match_id)
+        })
         .collect();
     gone.sort_by_key(|s| s.record.match_id);
     for old in gone {

@@ -31,12 +31,13 @@ pub struct ViewCounts {
 
 impl ViewCounts {
     /// Counts `matches` (one pass).
-    pub fn of(matches: &[StoredMatch]) -> ViewCounts {
+    pub fn of<M: std::borrow::Borrow<StoredMatch>>(matches: &[M]) -> ViewCounts {
         let mut c = ViewCounts {
             matches: matches.len(),
             ..ViewCounts::default()
         };
         for m in matches {
+            let m = m.borrow();
             match m.presence {
                 Presence::Listed => c.listed += 1,
                 Presence::Withdrawn => c.withdrawn += 1,
@@ -67,8 +68,9 @@ pub struct StateView {
     pub version: i64,
     /// Bumped whenever the stored matches change, local to this process (the feed's ETag).
     pub generation: u64,
-    /// Every stored match, sorted by kick-off then id.
-    pub matches: Vec<StoredMatch>,
+    /// Every stored match, sorted by kick-off then id; shared with the engine's mirror and the
+    /// other views (a view costs a pointer per match, not a copy of it).
+    pub matches: Vec<Arc<StoredMatch>>,
     /// Lists held by the guard, waiting for an operator.
     pub pending_holds: u64,
     /// `matches` counted, once.
@@ -82,7 +84,7 @@ impl StateView {
     pub fn new(
         version: i64,
         generation: u64,
-        mut matches: Vec<StoredMatch>,
+        mut matches: Vec<Arc<StoredMatch>>,
         pending_holds: u64,
         settings: Arc<EngineSettings>,
     ) -> StateView {
@@ -110,7 +112,10 @@ impl StateView {
 
     /// One stored match.
     pub fn get(&self, match_id: i64) -> Option<&StoredMatch> {
-        self.matches.iter().find(|m| m.record.match_id == match_id)
+        self.matches
+            .iter()
+            .find(|m| m.record.match_id == match_id)
+            .map(|m| &**m)
     }
 
     /// The event of one stored match.
@@ -283,6 +288,43 @@ mod tests {
                 prop_assert_eq!(v.counts.matches, engine.matches().len());
             }
         }
+    }
+
+    #[test]
+    fn views_share_the_matches_a_commit_did_not_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine_in(dir.path());
+        engine
+            .apply_at(
+                &list(0, &[(7, 3, false), (8, 4, false)]),
+                "test",
+                false,
+                now(),
+            )
+            .unwrap();
+        let before = engine.view();
+        // Match 8 moves a day; match 7 stays as it was.
+        engine
+            .apply_at(
+                &list(1, &[(7, 3, false), (8, 5, false)]),
+                "test",
+                false,
+                now(),
+            )
+            .unwrap();
+        let after = engine.view();
+        let of = |v: &StateView, id: i64| {
+            v.matches
+                .iter()
+                .find(|m| m.record.match_id == id)
+                .unwrap()
+                .clone()
+        };
+        // One allocation for match 7 in both views (and the engine's mirror), not a copy each.
+        assert!(Arc::ptr_eq(&of(&before, 7), &of(&after, 7)));
+        assert!(!Arc::ptr_eq(&of(&before, 8), &of(&after, 8)));
+        assert_eq!(of(&after, 8).record.start, now() + Duration::days(5));
+        assert_eq!(of(&before, 8).record.start, now() + Duration::days(4));
     }
 
     #[test]

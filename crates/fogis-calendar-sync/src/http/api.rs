@@ -7,7 +7,11 @@ use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use serde::ser::SerializeSeq;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::engine::{Applied, Outcome};
@@ -404,20 +408,123 @@ fn strip_personal(record: &mut Value) {
 /// Most matches one `/matches` answer carries (`?limit=`), and the default.
 pub const MATCHES_PAGE_MAX: usize = 1000;
 
+/// How many `/matches` pages are built at once. A page of 1,000 matches is ~5 MB of JSON and
+/// tens of milliseconds of one core: built all at once, 16 parallel requests took every core
+/// from the async threads (`/health` waited behind them) and held 16 pages in memory. Further
+/// requests wait their turn (in arrival order) instead of being refused: a client walking the
+/// pages gets every page, only later, and has nothing to retry.
+#[derive(Debug)]
+pub struct PageGate {
+    permits: Arc<tokio::sync::Semaphore>,
+    size: usize,
+    waiting: AtomicUsize,
+}
+
+impl PageGate {
+    /// A gate letting `size` (at least 1) pages be built at once.
+    pub fn new(size: usize) -> PageGate {
+        let size = size.max(1);
+        PageGate {
+            permits: Arc::new(tokio::sync::Semaphore::new(size)),
+            size,
+            waiting: AtomicUsize::new(0),
+        }
+    }
+
+    /// The service's gate: one core left to the async threads (`/health`, the feeds, the
+    /// ingest), at least one page at a time.
+    pub fn for_this_machine() -> PageGate {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        PageGate::new(cores.saturating_sub(1))
+    }
+
+    /// Pages that may be built at once.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Requests waiting for their turn now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Waits for a turn; the permit is held until the page is built.
+    async fn enter(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let permit = self.permits.clone().acquire_owned().await;
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        // The semaphore is never closed.
+        permit.map_err(|e| ApiError::Internal(e.to_string()))
+    }
+}
+
 #[derive(Debug, Deserialize)]
 pub(super) struct PageQuery {
     offset: Option<usize>,
     limit: Option<usize>,
 }
 
-/// `GET /matches?offset=&limit=`: one page, in stored order, built off the async threads
-/// (serialising thousands of matches is CPU work). `next_offset` is set while more follow.
+/// One `/matches` answer. The fields in alphabetical order: the bytes are those of the
+/// `serde_json::Value` object this replaced (whose keys are sorted).
+#[derive(Serialize)]
+struct PageBody<'a> {
+    count: usize,
+    limit: usize,
+    matches: PageMatches<'a>,
+    next_offset: Option<usize>,
+    offset: usize,
+    success: bool,
+    total: usize,
+}
+
+/// A page's matches, serialised one at a time straight into the answer's bytes: no tree of the
+/// whole page in memory, no copy of the matches.
+struct PageMatches<'a> {
+    matches: &'a [Arc<StoredMatch>],
+    personal: bool,
+}
+
+impl Serialize for PageMatches<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.matches.len()))?;
+        for m in self.matches {
+            seq.serialize_element(&match_json(m, self.personal))?;
+        }
+        seq.end()
+    }
+}
+
+/// The bytes of one page of `all`.
+fn page_bytes(all: &[Arc<StoredMatch>], offset: usize, limit: usize, personal: bool) -> Vec<u8> {
+    let total = all.len();
+    let from = offset.min(total);
+    let page = &all[from..from.saturating_add(limit).min(total)];
+    let end = offset.saturating_add(page.len());
+    let body = PageBody {
+        count: page.len(),
+        limit,
+        matches: PageMatches {
+            matches: page,
+            personal,
+        },
+        next_offset: (end < total).then_some(end),
+        offset,
+        success: true,
+        total,
+    };
+    // Serialising plain data into a Vec cannot fail; an empty answer would say so all the same.
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
+/// `GET /matches?offset=&limit=`: one page, in stored order. Built and serialised to its bytes
+/// off the async threads (thousands of matches are CPU work), at most [`PageGate::size`] at
+/// once; the async thread only sends the bytes.
 pub(super) async fn matches(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(query): Query<TokenQuery>,
     page: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let Ok(Query(page)) = page else {
         return Err(ApiError::BadRequest(
             "offset and limit must be non-negative integers".into(),
@@ -429,31 +536,21 @@ pub(super) async fn matches(
         .limit
         .unwrap_or(MATCHES_PAGE_MAX)
         .clamp(1, MATCHES_PAGE_MAX);
+    let permit = state.pages.enter().await?;
+    // The view once it is our turn: the page is of the state current when it is built.
     let view = state.engine.view();
-    // Serialising a page is CPU work: off the async threads, from the view (no copy).
     let body = tokio::task::spawn_blocking(move || {
-        let all = &view.matches;
-        let total = all.len();
-        let list: Vec<Value> = all
-            .iter()
-            .skip(offset)
-            .take(limit)
-            .map(|m| match_json(m, personal))
-            .collect();
-        let end = offset.saturating_add(list.len());
-        json!({
-            "success": true,
-            "count": list.len(),
-            "total": total,
-            "offset": offset,
-            "limit": limit,
-            "next_offset": (end < total).then_some(end),
-            "matches": list,
-        })
+        let bytes = page_bytes(&view.matches, offset, limit, personal);
+        drop(permit);
+        bytes
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(Json(body))
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        Bytes::from(body),
+    )
+        .into_response())
 }
 
 pub(super) async fn calendar(
@@ -483,4 +580,145 @@ pub(super) async fn quarantine(State(state): State<AppState>) -> Result<Json<Val
     Ok(Json(
         json!({"success": true, "count": list.len(), "entries": list}),
     ))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::model::MatchRecord;
+    use crate::reconcile::{Action, Presence};
+    use chrono::{TimeZone, Utc};
+    use fogis_pubsub::{Referee, TeamContact};
+
+    fn stored(id: i64) -> Arc<StoredMatch> {
+        let at = Utc.with_ymd_and_hms(2026, 5, 1, 12, 0, 0).unwrap();
+        let record = MatchRecord {
+            match_id: id,
+            match_nr: Some(format!("{id}00")),
+            home_team: Some(format!("Home {id}")),
+            away_team: Some(format!("Away {id}")),
+            start: at + chrono::Duration::days(id),
+            venue: Some("Vallen".into()),
+            venue_address: None,
+            coordinates: Some((59.3, 18.1)),
+            competition: Some("Div 4".into()),
+            cancelled: id % 3 == 0,
+            postponed: false,
+            interrupted: false,
+            referees: vec![Referee {
+                name: format!("Referee {id}"),
+                referee_number: Some(format!("{id}")),
+                mobile: Some("070-123 45 67".into()),
+                email: Some(format!("ref{id}@example.se")),
+                ..Referee::default()
+            }],
+            team_contacts: vec![TeamContact {
+                name: format!("Contact {id}"),
+                mobile: Some("073-765 43 21".into()),
+                ..TeamContact::default()
+            }],
+        };
+        Arc::new(StoredMatch {
+            hash: record.content_hash(),
+            record,
+            presence: if id % 2 == 0 {
+                Presence::Listed
+            } else {
+                Presence::Archived
+            },
+            sequence: u32::try_from(id).unwrap(),
+            created_at: at,
+            changed_at: at,
+            last_action: Action::Create,
+        })
+    }
+
+    /// The page as the handler built it before it was streamed: one `serde_json::Value` tree
+    /// of the whole page, serialised at the end.
+    fn as_one_tree(
+        all: &[Arc<StoredMatch>],
+        offset: usize,
+        limit: usize,
+        personal: bool,
+    ) -> Vec<u8> {
+        let total = all.len();
+        let list: Vec<Value> = all
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(|m| match_json(m, personal))
+            .collect();
+        let end = offset.saturating_add(list.len());
+        serde_json::to_vec(&json!({
+            "success": true,
+            "count": list.len(),
+            "total": total,
+            "offset": offset,
+            "limit": limit,
+            "next_offset": (end < total).then_some(end),
+            "matches": list,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_page_streamed_from_the_view_is_byte_for_byte_the_page_built_as_one_tree() {
+        let all: Vec<_> = (1..=7).map(stored).collect();
+        for personal in [true, false] {
+            for (offset, limit) in [
+                (0, 1000),
+                (0, 3),
+                (3, 3),
+                (6, 3),
+                (7, 3),
+                (100, 2),
+                (usize::MAX, 1),
+            ] {
+                let streamed = page_bytes(&all, offset, limit, personal);
+                assert_eq!(
+                    String::from_utf8(streamed).unwrap(),
+                    String::from_utf8(as_one_tree(&all, offset, limit, personal)).unwrap(),
+                    "offset {offset}, limit {limit}, personal {personal}"
+                );
+            }
+        }
+        let open = String::from_utf8(page_bytes(&all, 0, 1000, true)).unwrap();
+        let closed = String::from_utf8(page_bytes(&all, 0, 1000, false)).unwrap();
+        assert!(open.contains("070-123 45 67") && open.contains("ref7@example.se"));
+        assert!(
+            !closed.contains("070-123") && !closed.contains("073-765") && !closed.contains('@')
+        );
+        assert!(
+            closed.contains("Referee 7"),
+            "only the contact data is left out"
+        );
+    }
+
+    #[tokio::test]
+    async fn pages_past_the_gate_wait_for_a_turn_and_get_it_when_one_is_free() {
+        let gate = Arc::new(PageGate::new(2));
+        let first = gate.enter().await.unwrap();
+        let second = gate.enter().await.unwrap();
+        let third = tokio::spawn({
+            let gate = gate.clone();
+            async move { gate.enter().await.is_ok() }
+        });
+        // A single-threaded runtime: the third request runs only when this test yields.
+        while gate.waiting() == 0 {
+            tokio::task::yield_now().await;
+        }
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!third.is_finished(), "a third page was let in beside two");
+        assert_eq!(gate.waiting(), 1);
+        drop(first);
+        assert!(third.await.unwrap(), "the waiting page got its turn");
+        assert_eq!(gate.waiting(), 0);
+        drop(second);
+        // A machine of one core still builds pages, one at a time.
+        assert_eq!(PageGate::new(0).size(), 1);
+        assert!(PageGate::for_this_machine().size() >= 1);
+    }
 }

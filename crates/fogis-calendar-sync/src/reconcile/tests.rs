@@ -161,7 +161,12 @@ fn rejected_matches_are_not_withdrawn() {
 fn duplicate_ids_in_one_list_keep_the_first() {
     let mut second = m(1, 3);
     second.venue = Some("Other".into());
-    let p = plan(&HashMap::new(), &snap(vec![m(1, 3), second]), TZ, now());
+    let p = plan(
+        &HashMap::<i64, StoredMatch>::new(),
+        &snap(vec![m(1, 3), second]),
+        TZ,
+        now(),
+    );
     assert_eq!(
         p.counts(),
         Counts {

@@ -36,14 +36,18 @@ struct Sighting<'a> {
 /// The phonebook of everyone who shares a match in the feed with the user (whose own referee
 /// number is left out). Referees with no number, phone or e-mail are left out: there is no way
 /// to reach them and nothing stable to name the card by.
-pub fn phonebook(
-    matches: &[StoredMatch],
+pub fn phonebook<M: std::borrow::Borrow<StoredMatch>>(
+    matches: &[M],
     user_referee_number: Option<&str>,
     now: DateTime<Utc>,
 ) -> Vec<Contact> {
     let user = user_referee_number.and_then(clean_number);
     let mut sightings = Vec::new();
-    for m in matches.iter().filter(|m| m.presence.in_feed()) {
+    for m in matches
+        .iter()
+        .map(std::borrow::Borrow::borrow)
+        .filter(|m: &&StoredMatch| m.presence.in_feed())
+    {
         for referee in &m.record.referees {
             let number = referee.referee_number.as_deref().and_then(clean_number);
             if number.is_some() && number == user {
