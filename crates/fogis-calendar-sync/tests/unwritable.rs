@@ -6,6 +6,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+#[path = "common/lists.rs"]
+mod lists;
 
 use std::path::Path;
 use std::sync::mpsc;
@@ -13,48 +15,20 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use fogis_pubsub::{PublishTargets, Publisher, RedisUrl, StreamTarget};
+use lists::{list_number, wait_for_list};
 use serde_json::{json, Value};
 use test_support::RedisServer;
 
-const BASE_MS: i64 = 1_900_000_000_000;
 const STREAM: &str = "fogis:matches:stream";
 /// How long the write lock is held at least: longer than the store's 5 s busy timeout, so
 /// every attempt meanwhile fails.
 const HOLD: Duration = Duration::from_secs(7);
 
-/// List `i`: match 7000000 kicks off `i` minutes after BASE_MS; message id `list-<i>`.
+/// List `i` (see [`lists`]), sent at second `i`.
 fn list(i: i64) -> Value {
-    let mut s = future_snapshot(&[30, 31], &format!("list-{i}"));
-    s["payload"]["matches"][0]["tid"] = json!(format!("/Date({})/", BASE_MS + i * 60_000));
+    let mut s = lists::numbered(i, &[30, 31]);
     s["timestamp"] = json!(format!("2030-01-01T00:00:{i:02}.000000Z"));
     s
-}
-
-fn list_number(matches: &Value) -> Option<i64> {
-    let m = matches["matches"]
-        .as_array()?
-        .iter()
-        .find(|m| m["match_id"] == 7_000_000)?;
-    let t = chrono::DateTime::parse_from_rfc3339(m["start"].as_str()?).ok()?;
-    Some((t.timestamp_millis() - BASE_MS) / 60_000)
-}
-
-async fn wait_for_list(svc: &Service, want: i64) {
-    let what = format!("at list {want}");
-    eventually(
-        &what,
-        Duration::from_secs(30),
-        Duration::from_millis(20),
-        || async {
-            let at = list_number(&svc.get_json("/matches").await);
-            if at == Some(want) {
-                Ok(())
-            } else {
-                Err(format!("list {at:?}"))
-            }
-        },
-    )
-    .await;
 }
 
 /// Holds the write lock of `dir/state.db` from another connection (`BEGIN IMMEDIATE`) on its
