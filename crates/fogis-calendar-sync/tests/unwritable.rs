@@ -92,6 +92,28 @@ async fn wait_unwritable(svc: &Service) -> Value {
     .await
 }
 
+/// [`wait_unwritable`], and its attention says the state cannot be written.
+async fn wait_unwritable_attention(svc: &Service) -> Value {
+    let health = wait_unwritable(svc).await;
+    assert!(
+        health["attention"]
+            .to_string()
+            .contains("cannot be written"),
+        "{health}"
+    );
+    health
+}
+
+/// A service reading the stream only (no pub/sub) from the Redis at `url`, its state in `dir`.
+async fn stream_service(dir: tempfile::TempDir, url: &str) -> Service {
+    Service::start_in(dir, |o| {
+        o.redis = redis_opts(Some(url));
+        o.redis.redis_pubsub_enabled = false;
+        o.redis.durable.redis_stream = Some(STREAM.into());
+    })
+    .await
+}
+
 fn publisher(redis: &RedisServer) -> Publisher {
     Publisher::new(RedisUrl::new(redis.url()).unwrap())
 }
@@ -140,12 +162,7 @@ fn pending(redis: &RedisServer, group: &str) -> i64 {
 async fn stream_entries_stay_pending_while_the_state_is_locked_and_are_applied_once_after() {
     let redis = RedisServer::start();
     let url = redis.url();
-    let svc = Service::start_with(|o| {
-        o.redis = redis_opts(Some(&url));
-        o.redis.redis_pubsub_enabled = false;
-        o.redis.durable.redis_stream = Some(STREAM.into());
-    })
-    .await;
+    let svc = stream_service(tempfile::tempdir().unwrap(), &url).await;
     let group = group(&svc).await;
     let p = publisher(&redis);
     publish(&p, 0, &stream_only()).await;
@@ -164,13 +181,7 @@ async fn stream_entries_stay_pending_while_the_state_is_locked_and_are_applied_o
         publish(&p, i, &stream_only()).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let health = wait_unwritable(&svc).await;
-    assert!(
-        health["attention"]
-            .to_string()
-            .contains("cannot be written"),
-        "{health}"
-    );
+    wait_unwritable_attention(&svc).await;
     // Until the lock is released: retried, never acknowledged.
     eventually(
         "retried twice with the lock held",
@@ -375,12 +386,7 @@ async fn stream_entries_stay_pending_while_the_disk_is_full_and_are_applied_once
     };
     let redis = RedisServer::start();
     let url = redis.url();
-    let svc = Service::start_in(dir, |o| {
-        o.redis = redis_opts(Some(&url));
-        o.redis.redis_pubsub_enabled = false;
-        o.redis.durable.redis_stream = Some(STREAM.into());
-    })
-    .await;
+    let svc = stream_service(dir, &url).await;
     let p = publisher(&redis);
     publish(&p, 0, &stream_only()).await;
     wait_for_list(&svc, 0).await;
@@ -389,14 +395,8 @@ async fn stream_entries_stay_pending_while_the_disk_is_full_and_are_applied_once
     fill(&filler);
     publish(&p, 1, &stream_only()).await;
     publish(&p, 2, &stream_only()).await;
-    let health = wait_unwritable(&svc).await;
+    let health = wait_unwritable_attention(&svc).await;
     eprintln!("with the disk full: {}", health["state"]);
-    assert!(
-        health["attention"]
-            .to_string()
-            .contains("cannot be written"),
-        "{health}"
-    );
     eventually(
         "retried with the disk full",
         Duration::from_secs(60),
