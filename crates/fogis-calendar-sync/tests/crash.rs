@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,53 +10,15 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{json, Value};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Proc {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start(dir: &std::path::Path, port: u16) -> Proc {
-    let child = Command::new(env!("CARGO_BIN_EXE_fogis-calendar-sync"))
-        .arg("serve")
-        .env("BIND", format!("127.0.0.1:{port}"))
+/// The binary on `port` (the same across restarts) with its state in `dir`, Redis off.
+async fn start(dir: &std::path::Path, port: u16) -> ServiceProcess {
+    ServiceProcess::builder()
+        .port(port)
         .env("DATA_DIR", dir)
         .env("REDIS_ENABLED", "false")
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    common::eventually(
-        "healthy",
-        Duration::from_secs(20),
-        Duration::from_millis(20),
-        || async {
-            match http.get(format!("{base}/health")).send().await {
-                Ok(r) if r.status().is_success() => Ok(()),
-                Ok(r) => Err(r.status().to_string()),
-                Err(e) => Err(e.to_string()),
-            }
-        },
-    )
-    .await;
-    Proc { child, base }
+        .start()
+        .await
 }
 
 /// Snapshot number `i`: match 7000000 kicks off `i` minutes later than in snapshot 0.
@@ -82,7 +43,7 @@ fn start_of(matches: &Value, id: i64) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_stream_loses_and_duplicates_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = test_support::free_port();
     let base_ms =
         (chrono::Utc::now() + chrono::Duration::days(60)).timestamp_millis() / 60_000 * 60_000;
     let http = reqwest::Client::new();
@@ -93,14 +54,7 @@ async fn sigkill_mid_stream_loses_and_duplicates_nothing() {
         let proc = start(dir.path(), port).await;
         if round > 0 {
             // After the kill: the state is the last acknowledged snapshot or the one in flight.
-            let matches: Value = http
-                .get(format!("{}/matches", proc.base))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let matches = proc.get_json("/matches").await.unwrap();
             let a = acked.load(Ordering::SeqCst);
             let got = (start_of(&matches, 7_000_000) - base_ms) / 60_000;
             assert!(
@@ -112,14 +66,7 @@ async fn sigkill_mid_stream_loses_and_duplicates_nothing() {
             assert_eq!(status, 200);
             assert_eq!(body["duplicate"], true, "{body}");
             // Exactly one event per match in the feed.
-            let feed = http
-                .get(format!("{}/calendar.ics", proc.base))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let feed = proc.get_text("/calendar.ics").await;
             assert_eq!(parse_feed(&feed).len(), 2);
             next = got + 1;
         }
@@ -151,14 +98,7 @@ async fn sigkill_mid_stream_loses_and_duplicates_nothing() {
     let proc = start(dir.path(), port).await;
     let a = acked.load(Ordering::SeqCst);
     assert!(a >= 60, "only {a} snapshots were acknowledged");
-    let matches: Value = http
-        .get(format!("{}/matches", proc.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let matches = proc.get_json("/matches").await.unwrap();
     let got = (start_of(&matches, 7_000_000) - base_ms) / 60_000;
     assert!(got == a || got == a + 1);
     let (status, body) = post(&http, &proc.base, &snapshot(got + 1, base_ms)).await;

@@ -6,17 +6,10 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::{ServiceProcess, SpawnService};
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_fogis-calendar-sync"));
@@ -43,6 +36,16 @@ fn with_open_umask(args: &str, data: &Path) -> Command {
     c
 }
 
+/// `serve` on `data` as a child process, in the environment of [`bin`].
+fn serve(data: &Path) -> SpawnService {
+    ServiceProcess::builder()
+        .env_remove("RUST_LOG")
+        .env_remove("API_TOKEN")
+        .env_remove("FEED_TOKEN")
+        .env("REDIS_ENABLED", "false")
+        .env("DATA_DIR", data)
+}
+
 fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
 }
@@ -53,23 +56,6 @@ fn assert_private(data: &Path) {
         let path = entry.unwrap().path();
         assert_eq!(mode(&path), 0o600, "{}", path.display());
     }
-}
-
-async fn healthy(base: &str) {
-    let http = reqwest::Client::new();
-    common::eventually(
-        "healthy",
-        Duration::from_secs(20),
-        Duration::from_millis(20),
-        || async {
-            match http.get(format!("{base}/health")).send().await {
-                Ok(r) if r.status().is_success() => Ok(()),
-                Ok(r) => Err(r.status().to_string()),
-                Err(e) => Err(e.to_string()),
-            }
-        },
-    )
-    .await;
 }
 
 #[test]
@@ -99,15 +85,7 @@ fn the_state_is_private_whatever_the_umask_and_whatever_was_there() {
 async fn a_second_serve_on_the_same_state_stops_naming_the_first_and_the_cli_still_works() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let port = test_support::free_port();
-    let mut first = with_open_umask("serve", &data);
-    first
-        .env("BIND", format!("127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let first = Proc(first.spawn().unwrap());
-    let base = format!("http://127.0.0.1:{port}");
-    healthy(&base).await;
+    let first = serve(&data).umask("000").start().await;
     assert_private(&data);
 
     let second = bin()
@@ -121,7 +99,7 @@ async fn a_second_serve_on_the_same_state_stops_naming_the_first_and_the_cli_sti
     assert!(
         err.contains(&format!(
             "is in use by another `serve` (pid {}",
-            first.0.id()
+            first.pid().unwrap()
         )),
         "{err}"
     );
@@ -135,18 +113,13 @@ async fn a_second_serve_on_the_same_state_stops_naming_the_first_and_the_cli_sti
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    healthy(&base).await;
+    first
+        .wait_json("/health", "still healthy", Duration::from_secs(20), |_| {
+            true
+        })
+        .await;
 
     // Once the first is gone, a new `serve` takes over.
     drop(first);
-    let port = test_support::free_port();
-    let mut again = bin();
-    again
-        .arg("serve")
-        .env("BIND", format!("127.0.0.1:{port}"))
-        .env("DATA_DIR", &data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let _again = Proc(again.spawn().unwrap());
-    healthy(&format!("http://127.0.0.1:{port}")).await;
+    let _again = serve(&data).start().await;
 }

@@ -4,50 +4,24 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+#[path = "common/lists.rs"]
+mod lists;
 
 use std::time::Duration;
 
 use common::*;
 use fogis_pubsub::{PublishTargets, Publisher, RedisUrl, StreamTarget};
+use lists::wait_for_list;
 use serde_json::{json, Value};
 use test_support::RedisServer;
 
-const BASE_MS: i64 = 1_900_000_000_000;
 const STREAM: &str = "fogis:matches:stream";
 
-/// List `i`: match 7000000 kicks off `i` minutes after BASE_MS.
+/// List `i` (see [`lists`]), sent at second `i`.
 fn list(i: i64) -> Value {
-    let mut s = future_snapshot(&[30, 31], &format!("list-{i}"));
-    s["payload"]["matches"][0]["tid"] = json!(format!("/Date({})/", BASE_MS + i * 60_000));
+    let mut s = lists::numbered(i, &[30, 31]);
     s["timestamp"] = json!(format!("2030-01-01T00:00:{i:02}.000000Z"));
     s
-}
-
-fn list_number(matches: &Value) -> Option<i64> {
-    let m = matches["matches"]
-        .as_array()?
-        .iter()
-        .find(|m| m["match_id"] == 7_000_000)?;
-    let t = chrono::DateTime::parse_from_rfc3339(m["start"].as_str()?).ok()?;
-    Some((t.timestamp_millis() - BASE_MS) / 60_000)
-}
-
-async fn wait_for_list(svc: &Service, want: i64) {
-    let what = format!("at list {want}");
-    eventually(
-        &what,
-        Duration::from_secs(30),
-        Duration::from_millis(20),
-        || async {
-            let at = list_number(&svc.get_json("/matches").await);
-            if at == Some(want) {
-                Ok(())
-            } else {
-                Err(format!("list {at:?}"))
-            }
-        },
-    )
-    .await;
 }
 
 async fn start(dir: tempfile::TempDir, url: &str) -> Service {

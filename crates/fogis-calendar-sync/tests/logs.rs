@@ -5,80 +5,26 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
+use common::ServiceProcess;
 use test_support::{free_port, RedisServer};
 
-struct Proc {
-    child: Child,
-    base: String,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Proc {
-    fn start(redis_url: &str, envs: &[(&str, &str)]) -> Proc {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("stderr.log");
-        let port = free_port();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fogis-calendar-sync"));
-        cmd.arg("serve")
-            .env("BIND", format!("127.0.0.1:{port}"))
-            .env("DATA_DIR", dir.path().join("data"))
-            .env("REDIS_URL", redis_url)
-            .env("REDIS_RECONNECT_MAX_SECONDS", "1")
-            .env_remove("RUST_LOG")
-            .env_remove("NO_COLOR")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        for (k, v) in envs {
-            cmd.env(k, v);
-        }
-        Proc {
-            child: cmd.spawn().unwrap(),
-            base: format!("http://127.0.0.1:{port}"),
-            log,
-            _dir: dir,
-        }
-    }
-
-    fn text(&self) -> String {
-        read(&self.log)
-    }
-
-    /// Waits until the log holds `needle`, and returns the log.
-    async fn wait_for(&self, needle: &str) -> String {
-        let log = self.log.clone();
-        common::eventually(
-            needle,
-            Duration::from_secs(20),
-            Duration::from_millis(20),
-            || {
-                let text = read(&log);
-                async move {
-                    if text.contains(needle) {
-                        Ok(text)
-                    } else {
-                        Err(text)
-                    }
-                }
-            },
+/// The binary on Redis at `redis_url` with `envs`, its state in `dir`, its log level and
+/// colours left to it (no `RUST_LOG`, no `NO_COLOR`); not waited for.
+fn start(dir: &Path, redis_url: &str, envs: &[(&str, &str)]) -> ServiceProcess {
+    envs.iter()
+        .fold(
+            ServiceProcess::builder()
+                .env("DATA_DIR", dir.join("data"))
+                .env("REDIS_URL", redis_url)
+                .env("REDIS_RECONNECT_MAX_SECONDS", "1")
+                .env_remove("RUST_LOG")
+                .env_remove("NO_COLOR"),
+            |b, (k, v)| b.env(k, v),
         )
-        .await
-    }
-}
-
-fn read(path: &Path) -> String {
-    String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned()
+        .start_now()
 }
 
 fn once(log: &str, line: &str) {
@@ -88,13 +34,14 @@ fn once(log: &str, line: &str) {
 #[tokio::test]
 async fn the_integration_readmes_lines_without_colour_escapes() {
     let redis = RedisServer::start();
-    let svc = Proc::start(&redis.url(), &[]);
-    svc.wait_for("Subscribed to match updates from match-list-processor")
+    let dir = tempfile::tempdir().unwrap();
+    let svc = start(dir.path(), &redis.url(), &[]);
+    svc.wait_log("Subscribed to match updates from match-list-processor")
         .await;
     let payload = String::from_utf8(common::fixture("processor_match_updates.json")).unwrap();
     redis.cli(&["PUBLISH", "fogis:matches:updates", &payload]);
     let log = svc
-        .wait_for("Calendar sync triggered successfully (sync #1)")
+        .wait_log("Calendar sync triggered successfully (sync #1)")
         .await;
     for line in [
         "✅ Redis pub/sub integration enabled for calendar service",
@@ -124,7 +71,7 @@ async fn the_integration_readmes_lines_without_colour_escapes() {
         .await
         .unwrap();
     assert_eq!(answer.status(), 200);
-    let log = svc.wait_for("sync trigger received").await;
+    let log = svc.wait_log("sync trigger received").await;
     assert!(!log.contains("hunter2"), "{log}");
     assert!(
         !log.contains('\u{1b}'),
@@ -138,7 +85,8 @@ async fn the_integration_readmes_lines_without_colour_escapes() {
 #[tokio::test]
 async fn without_redis_the_log_says_so_once_and_json_carries_the_same_text() {
     let dead = format!("redis://127.0.0.1:{}", free_port());
-    let svc = Proc::start(&dead, &[("LOG_FORMAT", "json")]);
+    let dir = tempfile::tempdir().unwrap();
+    let svc = start(dir.path(), &dead, &[("LOG_FORMAT", "json")]);
     let http = reqwest::Client::new();
     // Let several reconnect attempts fail (backoff from 250 ms, ceiling 1 s): still one
     // warning for the outage.
@@ -168,7 +116,7 @@ async fn without_redis_the_log_says_so_once_and_json_carries_the_same_text() {
         },
     )
     .await;
-    let log = svc.text();
+    let log = svc.log();
     let mut lines = 0;
     for line in log.lines() {
         let v: serde_json::Value =

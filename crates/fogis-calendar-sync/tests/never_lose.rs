@@ -6,28 +6,28 @@
 #[path = "common/api_client_fake.rs"]
 mod api_client_fake;
 mod common;
+#[path = "common/lists.rs"]
+mod lists;
 #[path = "common/radicale.rs"]
 mod radicale;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
 use fogis_pubsub::{PublishTargets, Publisher, RedisUrl, StreamTarget};
+use lists::{list_number, BASE_MS};
 use serde_json::{json, Value};
 use test_support::RedisServer;
-
-const BASE_MS: i64 = 1_900_000_000_000;
 
 /// List `i`: match 7000000 kicks off `i` minutes after BASE_MS.
 fn list(i: i64) -> Value {
     list_of(i, &[30, 31])
 }
 
-/// List `i` with a match for each of `days`.
+/// List `i` with a match for each of `days` (see [`lists`]).
 fn list_of(i: i64, days: &[i64]) -> Value {
-    let mut s = future_snapshot(days, &format!("list-{i}"));
-    s["payload"]["matches"][0]["tid"] = json!(format!("/Date({})/", BASE_MS + i * 60_000));
+    let mut s = lists::numbered(i, days);
     s["timestamp"] = json!(format!(
         "2030-01-01T00:00:{:02}.{:06}Z",
         i / 1_000_000 % 60,
@@ -36,37 +36,16 @@ fn list_of(i: i64, days: &[i64]) -> Value {
     s
 }
 
-fn list_number(matches: &Value) -> Option<i64> {
-    let m = matches["matches"]
-        .as_array()?
-        .iter()
-        .find(|m| m["match_id"] == 7_000_000)?;
-    let t = chrono::DateTime::parse_from_rfc3339(m["start"].as_str()?).ok()?;
-    Some((t.timestamp_millis() - BASE_MS) / 60_000)
-}
-
-struct Proc(Child, String);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_service(dir: &std::path::Path, port: u16, env: &[(&str, String)]) -> Proc {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fogis-calendar-sync"));
-    cmd.arg("serve")
-        .env("BIND", format!("127.0.0.1:{port}"))
+/// The binary on `port` with its state in `dir` and `env`, started and not waited for: a
+/// SIGKILL may find it anywhere, even before it serves.
+fn spawn_service(dir: &std::path::Path, port: u16, env: &[(&str, String)]) -> ServiceProcess {
+    ServiceProcess::builder()
+        .port(port)
         .env("DATA_DIR", dir)
         .env("RUST_LOG", "warn")
         .env("REDIS_CONSUMER_NAME", "calendar-1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    Proc(cmd.spawn().unwrap(), format!("http://127.0.0.1:{port}"))
+        .envs(env)
+        .start_now()
 }
 
 async fn get(url: &str) -> Option<Value> {
@@ -119,24 +98,19 @@ async fn catch_up_after_downtime(stream: bool) {
     // Up once, then down while 50 changing lists are published.
     let svc = spawn_service(dir.path(), test_support::free_port(), &env);
     cli_publish(&redis, 0, stream);
-    wait_for_list(&svc.1, 0, Duration::from_secs(20)).await;
+    wait_for_list(&svc.base, 0, Duration::from_secs(20)).await;
     drop(svc);
     for i in 1..=50 {
         cli_publish(&redis, i, stream);
     }
     let started = Instant::now();
     let svc = spawn_service(dir.path(), test_support::free_port(), &env);
-    wait_for_list(&svc.1, 50, Duration::from_secs(20)).await;
+    wait_for_list(&svc.base, 50, Duration::from_secs(20)).await;
     eprintln!(
         "stream={stream}: final list shown {:?} after exec",
         started.elapsed()
     );
-    let feed = reqwest::get(format!("{}/calendar.ics", svc.1))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let feed = svc.get_text("/calendar.ics").await;
     assert_eq!(parse_feed(&feed).len(), 2);
 }
 
@@ -268,13 +242,8 @@ async fn sigkill_ten_times_during_a_burst_ends_in_exactly_the_last_list() {
     }
     publisher.await.unwrap();
     let svc = spawn_service(dir.path(), port, &env);
-    wait_for_list(&svc.1, n - 1, Duration::from_secs(30)).await;
-    let feed = reqwest::get(format!("{}/calendar.ics", svc.1))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    wait_for_list(&svc.base, n - 1, Duration::from_secs(30)).await;
+    let feed = svc.get_text("/calendar.ics").await;
     let events = parse_feed(&feed);
     assert_eq!(events.len(), 2, "one event per match");
     // Radicale converges on the same two events, with no duplicate.
@@ -290,9 +259,7 @@ async fn sigkill_ten_times_during_a_burst_ends_in_exactly_the_last_list() {
         let found = cal.find_uids().await.unwrap_or_default();
         let mut uids: Vec<String> = found.iter().filter_map(|x| x.uid.clone()).collect();
         uids.sort();
-        let sinks = get(&format!("{}/sinks", svc.1))
-            .await
-            .unwrap_or(Value::Null);
+        let sinks = svc.get_json("/sinks").await.unwrap_or(Value::Null);
         let idle = sinks["sinks"][0]["pending"] == 0;
         if idle && uids.len() == 2 {
             let (body, _) = cal.get("fogis-match-7000000.ics").await.unwrap().unwrap();

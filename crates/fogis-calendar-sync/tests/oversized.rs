@@ -7,9 +7,9 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::ServiceProcess;
 use fogis_pubsub::{Publisher, RedisUrl};
 use serde_json::Value;
 use test_support::RedisServer;
@@ -27,38 +27,17 @@ fn status_kb(pid: u32, field: &str) -> u64 {
 async fn oversized_messages_are_rejected_or_cut_by_redis_and_memory_stays_bounded() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let port = test_support::free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fogis-calendar-sync"))
-        .arg("serve")
-        .env("BIND", format!("127.0.0.1:{port}"))
+    // Not waited for: the first wait below is for Redis, which comes after `/health`.
+    let svc = ServiceProcess::builder()
         .env("DATA_DIR", dir.path())
         .env("REDIS_URL", redis.url())
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let get = |path: &str| {
-        let url = format!("{base}{path}");
-        async move { reqwest::get(url).await.ok()?.json::<Value>().await.ok() }
-    };
-    // GETs `path` until `pred` holds on its answer (a failed request counts as `null`).
+        .start_now();
+    let pid = svc.pid().unwrap();
+    let get = |path: &'static str| svc.get_json(path);
+    // GETs `path` until `pred` holds on its answer (a failed request counts as none).
     let wait = |path: &'static str, what: &'static str, secs: u64, pred: fn(&Value) -> bool| {
-        common::eventually(
-            what,
-            Duration::from_secs(secs),
-            Duration::from_millis(20),
-            move || async move {
-                let v = get(path).await.unwrap_or(Value::Null);
-                if pred(&v) {
-                    Ok(v)
-                } else {
-                    Err(v.to_string())
-                }
-            },
-        )
+        svc.wait_json(path, what, Duration::from_secs(secs), pred)
     };
     wait("/redis-status", "connected", 20, |s| {
         s["redis_status"]["connected"] == true
@@ -104,12 +83,7 @@ async fn oversized_messages_are_rejected_or_cut_by_redis_and_memory_stays_bounde
     assert_eq!(h["redis"]["connected"], true);
     assert_eq!(get("/matches").await.unwrap()["count"], 3);
     let q_reason = {
-        let q: Value = reqwest::get(format!("{base}/quarantine"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let q = get("/quarantine").await.unwrap();
         q["entries"][0]["reason"]
             .as_str()
             .unwrap_or_default()
@@ -132,6 +106,5 @@ async fn oversized_messages_are_rejected_or_cut_by_redis_and_memory_stays_bounde
         after < rss_before + 32 * 1024,
         "memory not given back: {rss_before} kB -> {after} kB"
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(svc);
 }

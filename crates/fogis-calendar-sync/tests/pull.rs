@@ -109,6 +109,25 @@ fn with_pull(opts: &mut fogis_calendar_sync::config::ServeOpts, url: &str, inter
     opts.pull.fogis_pull_timeout_seconds = 2;
 }
 
+/// [`with_pull`] from `api`, and pub/sub from the Redis at `redis_url`.
+fn with_redis_and_pull(
+    opts: &mut fogis_calendar_sync::config::ServeOpts,
+    redis_url: &str,
+    api: &ApiClientFake,
+    interval: u64,
+) {
+    opts.redis = redis_opts(Some(redis_url));
+    with_pull(opts, &api.url, interval);
+}
+
+/// A service subscribed to the Redis at `redis_url` and pulling from `api` every `interval`
+/// seconds (0: on events only); returned once it is connected to Redis.
+async fn start_on_redis(redis_url: &str, api: &ApiClientFake, interval: u64) -> Service {
+    let svc = Service::start_with(|o| with_redis_and_pull(o, redis_url, api, interval)).await;
+    svc.wait_redis_connected(Duration::from_secs(5)).await;
+    svc
+}
+
 /// (f) and "Done means": HTTP only, no processor, no Redis: the list is in the feed and on the
 /// status page at once, and a change reaches it after one interval, by pulls alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,12 +179,7 @@ async fn a_list_published_while_down_is_back_after_the_start() {
     let url = redis.url();
     let list = fogis_list(&[5, 6]);
     let api = ApiClientFake::start(Answer::Bare(list.clone())).await;
-    let svc = Service::start_with(|o| {
-        o.redis = redis_opts(Some(&url));
-        with_pull(o, &api.url, 3600);
-    })
-    .await;
-    svc.wait_redis_connected(Duration::from_secs(5)).await;
+    let svc = start_on_redis(&url, &api, 3600).await;
     wait_feed_has(&svc, "Home 0 - Away 0", Duration::from_secs(5)).await;
     let dir = svc.stop().await;
 
@@ -179,11 +193,7 @@ async fn a_list_published_while_down_is_back_after_the_start() {
     assert_eq!(receivers, 0, "nobody heard it");
     api.set(Answer::Bare(changed));
 
-    let svc = Service::start_in(dir, |o| {
-        o.redis = redis_opts(Some(&url));
-        with_pull(o, &api.url, 3600);
-    })
-    .await;
+    let svc = Service::start_in(dir, |o| with_redis_and_pull(o, &url, &api, 3600)).await;
     wait_feed_has(&svc, "Moved - Away 0", Duration::from_secs(5)).await;
     assert_eq!(redis.cli(&["EXISTS", "fogis:matches:latest"]).trim(), "0");
     let health = svc.get_json("/health").await;
@@ -198,12 +208,7 @@ async fn a_change_published_while_redis_restarts_is_back_after_the_reconnect() {
     let list = fogis_list(&[5, 6]);
     let api = ApiClientFake::start(Answer::Bare(list.clone())).await;
     // Event-driven pulls only: whatever comes back, the reconnect brought it.
-    let svc = Service::start_with(|o| {
-        o.redis = redis_opts(Some(&url));
-        with_pull(o, &api.url, 0);
-    })
-    .await;
-    svc.wait_redis_connected(Duration::from_secs(5)).await;
+    let svc = start_on_redis(&url, &api, 0).await;
     wait_feed_has(&svc, "Home 0 - Away 0", Duration::from_secs(5)).await;
     // A first subscription after the start pull was sent asks for another pull (what was
     // published in between is gone); wait for it, so that nothing but the reconnect is left.
@@ -234,12 +239,7 @@ async fn a_referee_swap_no_message_carries_reaches_the_feed_within_an_interval()
     let url = redis.url();
     let list = fogis_list(&[5, 6]);
     let api = ApiClientFake::start(Answer::Bare(list.clone())).await;
-    let svc = Service::start_with(|o| {
-        o.redis = redis_opts(Some(&url));
-        with_pull(o, &api.url, 2);
-    })
-    .await;
-    svc.wait_redis_connected(Duration::from_secs(5)).await;
+    let svc = start_on_redis(&url, &api, 2).await;
     // The processor's own list, on pub/sub.
     let p = Publisher::new(RedisUrl::new(url.clone()).unwrap());
     p.publish(MATCH_CHANNEL, processor_message(&list, "processor-1"))
@@ -400,12 +400,7 @@ async fn a_lost_publish_is_pulled() {
     let url = redis.url();
     let list = fogis_list(&[5, 6]);
     let api = ApiClientFake::start(Answer::Bare(list.clone())).await;
-    let svc = Service::start_with(|o| {
-        o.redis = redis_opts(Some(&url));
-        with_pull(o, &api.url, 0);
-    })
-    .await;
-    svc.wait_redis_connected(Duration::from_secs(5)).await;
+    let svc = start_on_redis(&url, &api, 0).await;
     wait_for_quiet(&svc).await;
     let p = Publisher::new(RedisUrl::new(url.clone()).unwrap());
     let started = fixture("processing_status_started.json");
@@ -449,12 +444,7 @@ async fn a_held_withdrawal_is_applied_when_the_pull_agrees_and_stays_held_when_n
     let url = redis.url();
     let full = fogis_list(&[5, 6, 7, 8]);
     let api = ApiClientFake::start(Answer::Bare(full.clone())).await;
-    let svc = Service::start_with(|o| {
-        o.redis = redis_opts(Some(&url));
-        with_pull(o, &api.url, 1);
-    })
-    .await;
-    svc.wait_redis_connected(Duration::from_secs(5)).await;
+    let svc = start_on_redis(&url, &api, 1).await;
     wait_feed_has(&svc, "Home 3 - Away 3", Duration::from_secs(5)).await;
     let p = Publisher::new(RedisUrl::new(url.clone()).unwrap());
 
@@ -564,34 +554,24 @@ async fn a_failing_source_is_logged_once_per_outage() {
     let list = fogis_list(&[5]);
     let api = ApiClientFake::start(Answer::FogisDown("FOGIS login failed".into())).await;
     let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("stderr.log");
-    let port = test_support::free_port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fogis-calendar-sync"))
-        .arg("serve")
-        .env("BIND", format!("127.0.0.1:{port}"))
+    // Not waited for: the first probe of `failures` waits for it to serve.
+    let mut svc = ServiceProcess::builder()
         .env("DATA_DIR", dir.path().join("data"))
         .env("REDIS_ENABLED", "false")
         .env("FOGIS_API_CLIENT_URL", &api.url)
         .env("FOGIS_PULL_INTERVAL_SECONDS", "1")
         .env("FOGIS_PULL_TIMEOUT_SECONDS", "1")
         .env_remove("RUST_LOG")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let health = format!("http://127.0.0.1:{port}/health");
+        .start_now();
     let failures = |min: u64| {
-        let health = health.clone();
+        let svc = &svc;
         async move {
             eventually(
                 &format!("{min} failed pulls"),
                 Duration::from_secs(20),
                 Duration::from_millis(50),
                 || async {
-                    let h: Value = match reqwest::get(&health).await {
-                        Ok(r) => r.json().await.map_err(|e| e.to_string())?,
-                        Err(e) => return Err(e.to_string()),
-                    };
+                    let h = svc.get_json("/health").await.ok_or("no answer")?;
                     let n = h["pull"]["consecutive_failures"].as_u64().unwrap_or(0);
                     (n >= min).then_some(()).ok_or_else(|| h.to_string())
                 },
@@ -599,7 +579,7 @@ async fn a_failing_source_is_logged_once_per_outage() {
             .await
         }
     };
-    let text = || String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()).into_owned();
+    let text = || svc.log();
     let warning = "the FOGIS pull source fails";
     let recovered = "the FOGIS pull source works again";
 
@@ -626,8 +606,7 @@ async fn a_failing_source_is_logged_once_per_outage() {
     api.set(Answer::Hang);
     failures(2).await;
     let second = text();
-    let _ = child.kill();
-    let _ = child.wait();
+    svc.kill();
     assert_eq!(
         second.matches(warning).count(),
         2,

@@ -6,6 +6,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+#[path = "common/lists.rs"]
+mod lists;
 
 use std::path::Path;
 use std::sync::mpsc;
@@ -13,48 +15,20 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use fogis_pubsub::{PublishTargets, Publisher, RedisUrl, StreamTarget};
+use lists::{list_number, wait_for_list};
 use serde_json::{json, Value};
 use test_support::RedisServer;
 
-const BASE_MS: i64 = 1_900_000_000_000;
 const STREAM: &str = "fogis:matches:stream";
 /// How long the write lock is held at least: longer than the store's 5 s busy timeout, so
 /// every attempt meanwhile fails.
 const HOLD: Duration = Duration::from_secs(7);
 
-/// List `i`: match 7000000 kicks off `i` minutes after BASE_MS; message id `list-<i>`.
+/// List `i` (see [`lists`]), sent at second `i`.
 fn list(i: i64) -> Value {
-    let mut s = future_snapshot(&[30, 31], &format!("list-{i}"));
-    s["payload"]["matches"][0]["tid"] = json!(format!("/Date({})/", BASE_MS + i * 60_000));
+    let mut s = lists::numbered(i, &[30, 31]);
     s["timestamp"] = json!(format!("2030-01-01T00:00:{i:02}.000000Z"));
     s
-}
-
-fn list_number(matches: &Value) -> Option<i64> {
-    let m = matches["matches"]
-        .as_array()?
-        .iter()
-        .find(|m| m["match_id"] == 7_000_000)?;
-    let t = chrono::DateTime::parse_from_rfc3339(m["start"].as_str()?).ok()?;
-    Some((t.timestamp_millis() - BASE_MS) / 60_000)
-}
-
-async fn wait_for_list(svc: &Service, want: i64) {
-    let what = format!("at list {want}");
-    eventually(
-        &what,
-        Duration::from_secs(30),
-        Duration::from_millis(20),
-        || async {
-            let at = list_number(&svc.get_json("/matches").await);
-            if at == Some(want) {
-                Ok(())
-            } else {
-                Err(format!("list {at:?}"))
-            }
-        },
-    )
-    .await;
 }
 
 /// Holds the write lock of `dir/state.db` from another connection (`BEGIN IMMEDIATE`) on its
@@ -118,6 +92,28 @@ async fn wait_unwritable(svc: &Service) -> Value {
     .await
 }
 
+/// [`wait_unwritable`], and its attention says the state cannot be written.
+async fn wait_unwritable_attention(svc: &Service) -> Value {
+    let health = wait_unwritable(svc).await;
+    assert!(
+        health["attention"]
+            .to_string()
+            .contains("cannot be written"),
+        "{health}"
+    );
+    health
+}
+
+/// A service reading the stream only (no pub/sub) from the Redis at `url`, its state in `dir`.
+async fn stream_service(dir: tempfile::TempDir, url: &str) -> Service {
+    Service::start_in(dir, |o| {
+        o.redis = redis_opts(Some(url));
+        o.redis.redis_pubsub_enabled = false;
+        o.redis.durable.redis_stream = Some(STREAM.into());
+    })
+    .await
+}
+
 fn publisher(redis: &RedisServer) -> Publisher {
     Publisher::new(RedisUrl::new(redis.url()).unwrap())
 }
@@ -166,12 +162,7 @@ fn pending(redis: &RedisServer, group: &str) -> i64 {
 async fn stream_entries_stay_pending_while_the_state_is_locked_and_are_applied_once_after() {
     let redis = RedisServer::start();
     let url = redis.url();
-    let svc = Service::start_with(|o| {
-        o.redis = redis_opts(Some(&url));
-        o.redis.redis_pubsub_enabled = false;
-        o.redis.durable.redis_stream = Some(STREAM.into());
-    })
-    .await;
+    let svc = stream_service(tempfile::tempdir().unwrap(), &url).await;
     let group = group(&svc).await;
     let p = publisher(&redis);
     publish(&p, 0, &stream_only()).await;
@@ -190,13 +181,7 @@ async fn stream_entries_stay_pending_while_the_state_is_locked_and_are_applied_o
         publish(&p, i, &stream_only()).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let health = wait_unwritable(&svc).await;
-    assert!(
-        health["attention"]
-            .to_string()
-            .contains("cannot be written"),
-        "{health}"
-    );
+    wait_unwritable_attention(&svc).await;
     // Until the lock is released: retried, never acknowledged.
     eventually(
         "retried twice with the lock held",
@@ -401,12 +386,7 @@ async fn stream_entries_stay_pending_while_the_disk_is_full_and_are_applied_once
     };
     let redis = RedisServer::start();
     let url = redis.url();
-    let svc = Service::start_in(dir, |o| {
-        o.redis = redis_opts(Some(&url));
-        o.redis.redis_pubsub_enabled = false;
-        o.redis.durable.redis_stream = Some(STREAM.into());
-    })
-    .await;
+    let svc = stream_service(dir, &url).await;
     let p = publisher(&redis);
     publish(&p, 0, &stream_only()).await;
     wait_for_list(&svc, 0).await;
@@ -415,14 +395,8 @@ async fn stream_entries_stay_pending_while_the_disk_is_full_and_are_applied_once
     fill(&filler);
     publish(&p, 1, &stream_only()).await;
     publish(&p, 2, &stream_only()).await;
-    let health = wait_unwritable(&svc).await;
+    let health = wait_unwritable_attention(&svc).await;
     eprintln!("with the disk full: {}", health["state"]);
-    assert!(
-        health["attention"]
-            .to_string()
-            .contains("cannot be written"),
-        "{health}"
-    );
     eventually(
         "retried with the disk full",
         Duration::from_secs(60),

@@ -327,8 +327,9 @@ pub fn secret(s: &str) -> Option<Secret> {
     Some(Secret::new(s))
 }
 
-/// The service binary as a child process on a free port, with its log in a file of its own:
-/// for tests that kill it for real (SIGKILL) or run two side by side. Killed on drop.
+/// The service binary as a child process, with its log (stderr) in a file of its own: for
+/// tests that kill it for real (SIGKILL), restart it on the same data directory, or run two
+/// side by side. Killed on drop.
 pub struct ServiceProcess {
     child: Option<std::process::Child>,
     pub base: String,
@@ -336,29 +337,89 @@ pub struct ServiceProcess {
     http: reqwest::Client,
 }
 
-impl ServiceProcess {
-    /// Starts `serve` with `env` (plus `BIND` on a free port and `RUST_LOG=info` unless given)
-    /// and waits until `/health` answers.
-    pub async fn spawn(env: &[(&str, String)]) -> ServiceProcess {
-        let port = test_support::free_port();
+/// How to start a [`ServiceProcess`]: `serve` with `BIND` on a port (a free one unless
+/// [`port`](Self::port) says), `RUST_LOG=info` and `NO_COLOR=1` unless overridden or removed,
+/// then the test's own variables.
+pub struct SpawnService {
+    port: Option<u16>,
+    env: Vec<(String, std::ffi::OsString)>,
+    removed: Vec<String>,
+    umask: Option<String>,
+}
+
+impl SpawnService {
+    /// Sets `key` in the child's environment (after the defaults: it overrides them).
+    pub fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.env
+            .push((key.to_string(), value.as_ref().to_os_string()));
+        self
+    }
+
+    /// Sets each of `env`.
+    pub fn envs(self, env: &[(&str, String)]) -> Self {
+        env.iter().fold(self, |b, (k, v)| b.env(k, v))
+    }
+
+    /// Removes `key` from the child's environment (the test's own and the defaults).
+    pub fn env_remove(mut self, key: &str) -> Self {
+        self.removed.push(key.to_string());
+        self
+    }
+
+    /// Binds this port: the same one across restarts.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+
+    /// Runs the binary from `sh -c "umask MASK && exec ..."`: the process inherits that umask
+    /// (and keeps the shell's pid).
+    pub fn umask(mut self, mask: &str) -> Self {
+        self.umask = Some(mask.to_string());
+        self
+    }
+
+    /// Starts it and returns at once, whether it serves yet or not.
+    pub fn start_now(self) -> ServiceProcess {
+        let bin = env!("CARGO_BIN_EXE_fogis-calendar-sync");
+        let port = self.port.unwrap_or_else(test_support::free_port);
         let log = tempfile::NamedTempFile::new().unwrap();
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_fogis-calendar-sync"));
-        cmd.arg("serve")
-            .env("BIND", format!("127.0.0.1:{port}"))
+        let mut cmd = match &self.umask {
+            Some(mask) => {
+                let mut c = std::process::Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("umask {mask} && exec \"{bin}\" serve"));
+                c
+            }
+            None => {
+                let mut c = std::process::Command::new(bin);
+                c.arg("serve");
+                c
+            }
+        };
+        cmd.env("BIND", format!("127.0.0.1:{port}"))
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(log.reopen().unwrap());
-        for (k, v) in env {
+        for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        let svc = ServiceProcess {
+        for k in &self.removed {
+            cmd.env_remove(k);
+        }
+        ServiceProcess {
             child: Some(cmd.spawn().unwrap()),
             base: format!("http://127.0.0.1:{port}"),
             log,
             http: reqwest::Client::new(),
-        };
+        }
+    }
+
+    /// Starts it and waits until `/health` answers.
+    pub async fn start(self) -> ServiceProcess {
+        let svc = self.start_now();
         eventually(
             "answering /health",
             Duration::from_secs(30),
@@ -373,6 +434,24 @@ impl ServiceProcess {
         .await;
         svc
     }
+}
+
+impl ServiceProcess {
+    /// A [`SpawnService`] with nothing set yet.
+    pub fn builder() -> SpawnService {
+        SpawnService {
+            port: None,
+            env: Vec::new(),
+            removed: Vec::new(),
+            umask: None,
+        }
+    }
+
+    /// Starts `serve` with `env` (plus `BIND` on a free port and `RUST_LOG=info` unless given)
+    /// and waits until `/health` answers.
+    pub async fn spawn(env: &[(&str, String)]) -> ServiceProcess {
+        ServiceProcess::builder().envs(env).start().await
+    }
 
     /// SIGKILL: no shutdown, nothing released.
     pub fn kill(&mut self) {
@@ -382,19 +461,52 @@ impl ServiceProcess {
         }
     }
 
+    /// The process id (`None` once killed).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(std::process::Child::id)
+    }
+
     /// What it logged so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+        String::from_utf8_lossy(&std::fs::read(self.log.path()).unwrap_or_default()).into_owned()
+    }
+
+    /// Waits (20 s at most, every 20 ms) until the log holds `needle`; returns the log.
+    pub async fn wait_log(&self, needle: &str) -> String {
+        eventually(
+            needle,
+            Duration::from_secs(20),
+            Duration::from_millis(20),
+            || async {
+                let text = self.log();
+                if text.contains(needle) {
+                    Ok(text)
+                } else {
+                    Err(text)
+                }
+            },
+        )
+        .await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
     }
 
     /// The JSON answer to a GET of `path`, `None` when there is none.
     pub async fn get_json(&self, path: &str) -> Option<Value> {
-        let resp = self.http.get(format!("{}{path}", self.base)).send().await;
+        let resp = self.http.get(self.url(path)).send().await;
         resp.ok()?.json().await.ok()
     }
 
+    /// The body of a GET of `path` as text; fails the test when there is no answer.
+    pub async fn get_text(&self, path: &str) -> String {
+        let resp = self.http.get(self.url(path)).send().await.unwrap();
+        resp.text().await.unwrap()
+    }
+
     pub async fn post(&self, path: &str, body: Vec<u8>) -> u16 {
-        let resp = self.http.post(format!("{}{path}", self.base)).body(body);
+        let resp = self.http.post(self.url(path)).body(body);
         resp.send().await.map_or(0, |r| r.status().as_u16())
     }
 
