@@ -403,6 +403,19 @@ async fn a_holder_that_cannot_reach_redis_stops_writing_and_resumes_when_it_is_b
     assert_eq!(role(&other.get_json("/health").await.unwrap()), "standby");
 }
 
+/// Waits until the Google fake holds exactly `want` (match id -> how many events).
+async fn wait_google(fake: &google_fake::GoogleFake, what: &str, want: &BTreeMap<String, usize>) {
+    eventually(what, LIMIT, Duration::from_millis(50), || async {
+        let have = google_events(fake);
+        if &have == want {
+            Ok(())
+        } else {
+            Err(format!("{have:?}"))
+        }
+    })
+    .await;
+}
+
 /// Match id -> number of live events in the fake Google calendar.
 fn google_events(fake: &google_fake::GoogleFake) -> BTreeMap<String, usize> {
     let mut out = BTreeMap::new();
@@ -462,20 +475,7 @@ async fn google_the_standby_takes_over_from_a_killed_holder_with_one_event_per_m
         ids.iter().map(|i| (i.to_string(), 1)).collect()
     };
     let want = one_each(&[7_000_000, 7_000_001, 7_000_002]);
-    eventually(
-        "list 1 in Google",
-        LIMIT,
-        Duration::from_millis(50),
-        || async {
-            let have = google_events(&fake);
-            if have == want {
-                Ok(())
-            } else {
-                Err(format!("{have:?}"))
-            }
-        },
-    )
-    .await;
+    wait_google(&fake, "list 1 in Google", &want).await;
     wait_n_sinks_idle(&a, 1).await;
     b.wait_json("/matches", "list 1 applied on B", LIMIT, |m| {
         m["total"] == 3
@@ -497,20 +497,7 @@ async fn google_the_standby_takes_over_from_a_killed_holder_with_one_event_per_m
         killed.elapsed().as_secs_f64()
     );
     let want = one_each(&[7_000_000, 7_000_001, 7_000_003]);
-    eventually(
-        "list 2 in Google, once",
-        LIMIT,
-        Duration::from_millis(50),
-        || async {
-            let have = google_events(&fake);
-            if have == want {
-                Ok(())
-            } else {
-                Err(format!("{have:?}"))
-            }
-        },
-    )
-    .await;
+    wait_google(&fake, "list 2 in Google, once", &want).await;
     wait_n_sinks_idle(&b, 1).await;
     assert_eq!(google_events(&fake), want);
 }
