@@ -79,6 +79,9 @@ impl SyncTarget for App {
             if self.hang_on.as_deref() == Some(message_id.as_str()) {
                 pending::<()>().await;
             }
+            // Decide and record under one lock, so a test that sees the
+            // id applied also sees the call that applied it.
+            let mut calls = self.calls.lock().expect("lock");
             let outcome = if self
                 .retries
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -107,12 +110,13 @@ impl SyncTarget for App {
                     Kickoff::Utc(at) => Some(at.timestamp_millis()),
                     _ => None,
                 });
-            self.calls.lock().expect("lock").push(Call {
+            calls.push(Call {
                 message_id,
                 channel: update.channel,
                 tid,
                 outcome: outcome.clone(),
             });
+            drop(calls);
             outcome
         })
     }
