@@ -109,7 +109,7 @@ pub mod publisher;
 pub mod status;
 pub mod subscriber;
 
-pub use config::{RedisUrl, StreamConfig, SubscriberConfig};
+pub use config::{RedisUrl, StreamConfig, SubscriberConfig, BURST_ARRIVALS};
 pub use envelope::{
     decode, decode_value, DecodeError, Message, MessageForm, Meta, RejectedMatch, Snapshot,
     StatusUpdate, SystemAlert,

@@ -79,6 +79,7 @@
 //! [`SubscriberConfig::stream`]: crate::SubscriberConfig::stream
 
 mod backoff;
+mod conn;
 mod handle;
 mod inbox;
 mod intake;

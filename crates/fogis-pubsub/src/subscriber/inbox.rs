@@ -48,23 +48,23 @@ pub(crate) struct StreamJob {
     pub(crate) reply: oneshot::Sender<HandlerOutcome>,
 }
 
-/// A pub/sub message the reader did not decode. The message itself, as the redis crate made it:
-/// copying 30 KB per message is a cost the reader does not need.
+/// A pub/sub message the reader did not decode: its payload is a slice of the buffer the
+/// connection read (copying 30 KB per message is a cost the reader does not need).
 #[derive(Debug, Clone)]
 pub(crate) struct RawPayload {
     /// History sequence number.
     pub(crate) seq: u64,
-    pub(crate) msg: redis::Msg,
+    pub(crate) msg: super::conn::Message,
     pub(crate) received_at: DateTime<Utc>,
 }
 
 impl RawPayload {
     pub(crate) fn channel(&self) -> &str {
-        self.msg.get_channel_name()
+        &self.msg.channel
     }
 
     pub(crate) fn payload(&self) -> &[u8] {
-        self.msg.get_payload_bytes()
+        &self.msg.payload
     }
 }
 
@@ -98,6 +98,8 @@ struct Pending {
     newest: Option<SlotItem>,
     /// The items the newest (raw) one replaced, newest first; see the module docs.
     fallbacks: VecDeque<SlotItem>,
+    /// Items ever put in the slot (the worker tells a burst by it).
+    puts: u64,
 }
 
 /// Work waiting for the worker. A std mutex: held only to move values in and out.
@@ -145,9 +147,15 @@ impl Inbox {
                 }
             }
             p.newest = Some(item);
+            p.puts += 1;
         }
         self.notify.notify_one();
         superseded
+    }
+
+    /// How many items were ever put in the slot.
+    pub(crate) fn puts(&self) -> u64 {
+        self.lock().puts
     }
 
     /// Puts an item back for another try, unless a newer one is waiting (which wins).

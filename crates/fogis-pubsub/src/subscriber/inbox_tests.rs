@@ -24,9 +24,10 @@ fn decoded(seq: u64, id: &str) -> SlotItem {
 }
 
 fn raw(seq: u64) -> SlotItem {
-    let bulk = |b: &[u8]| redis::Value::BulkString(b.to_vec());
-    let value = redis::Value::Array(vec![bulk(b"message"), bulk(b"c"), bulk(b"{}")]);
-    let msg = redis::Msg::from_owned_value(value).expect("a pub/sub message");
+    let msg = crate::subscriber::conn::Message {
+        channel: "c".into(),
+        payload: bytes::Bytes::from_static(b"{}"),
+    };
     let raw = RawPayload {
         seq,
         msg,

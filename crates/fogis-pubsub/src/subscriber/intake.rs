@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, Utc};
 
+use super::conn::Message as PubSubMessage;
 use super::inbox::{RawPayload, SlotItem};
 use super::{MatchUpdate, RejectedPayload, Shared, REJECTED_RAW_LIMIT};
 use crate::envelope::{Message, Snapshot, StatusUpdate};
@@ -271,10 +272,10 @@ pub(super) fn intake(shared: &Shared, channel: &str, payload: &[u8]) -> bool {
 /// goes into the coalescing slot as it is and the worker decodes it only if it is still the
 /// newest when the handler is free, so the reading task keeps up with any burst Redis can send.
 /// Too large is still rejected at once (that costs nothing).
-pub(super) fn intake_raw(shared: &Shared, msg: redis::Msg) {
-    let (channel, size) = (msg.get_channel_name(), msg.get_payload_bytes().len());
+pub(super) fn intake_raw(shared: &Shared, msg: PubSubMessage) {
+    let (channel, size) = (msg.channel.as_str(), msg.payload.len());
     if size > shared.config.max_message_bytes {
-        accept(shared, channel, msg.get_payload_bytes(), Utc::now());
+        accept(shared, channel, &msg.payload, Utc::now());
         return;
     }
     tracing::debug!(channel, size, "received a message");

@@ -7,19 +7,19 @@
 //! dropped the flow) and it is abandoned. Worst case a dead connection is noticed after
 //! `ping_interval + ping_timeout` (7 s with the defaults).
 //!
-//! The redis crate's pub/sub driver reads the socket on its own task into an unbounded channel,
-//! so the server-side output buffer drains at network speed; this task keeps that channel short
+//! The connection is read by [`super::conn`] (RESP framing without parsing or copying payloads,
+//! large reads), so the server-side output buffer drains at network speed; this task keeps up
 //! by doing nothing slow: a large payload on a match channel is counted, recorded and put in the
-//! coalescing slot as it is (the message itself: no copy, no parsing), and the worker decodes only
-//! the survivor.
+//! coalescing slot as it is (a slice of the read buffer: no copy, no parsing), and the worker
+//! decodes only the survivor.
 //! Measured on a 2-core machine, a reader that decoded every 29 KB message drained a pipelined
-//! burst at a third of the rate of a bare RESP reader, and the backlog (in that unbounded
-//! channel) took the process to 500 MB; see BENCHMARKS.md.
+//! burst at a third of the rate of a bare RESP reader, and the backlog took the process to
+//! 500 MB; see BENCHMARKS.md.
 //!
 //! Catch-up (see the [parent module](super) for why this order): after `SUBSCRIBE` is confirmed,
 //! one transaction on the probe publisher's connection reads `latest_key` and publishes a marker
-//! on the private probe channel. Live messages keep flowing meanwhile (they wait in the driver's
-//! channel while the transaction runs). When the marker comes back, the key's snapshot is handed
+//! on the private probe channel. Live messages keep flowing meanwhile (they wait in the socket
+//! while the transaction runs). When the marker comes back, the key's snapshot is handed
 //! over unless a live snapshot came first. A marker that does not come back after
 //! `ping_timeout` of silence means the subscription is broken: the connection is abandoned like
 //! one that stopped answering `PING`. A Redis that refuses the read (`NOPERM`, `WRONGTYPE`) is reported
@@ -28,12 +28,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::{FutureExt, StreamExt};
-use redis::aio::{PubSubSink, PubSubStream};
-use redis::RedisError;
+use futures_util::FutureExt;
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::Backoff;
+use super::conn::{Conn, ConnError, Frame};
 use super::intake::{intake, intake_raw, RAW_MIN};
 use super::Shared;
 
@@ -78,7 +77,7 @@ pub(crate) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
             r = tokio::time::timeout(config.connect_timeout, connect(&shared, &channels)) => r,
         };
         let error = match attempt {
-            Ok(Ok((sink, stream))) => {
+            Ok(Ok(conn)) => {
                 let reconnect = ever_subscribed;
                 ever_subscribed = true;
                 shared.status.subscribed(reconnect);
@@ -102,7 +101,7 @@ pub(crate) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
                 // its stored permit must not tear the connection down again at once.
                 let _ = shared.restart.notified().now_or_never();
 
-                let end = session(&shared, sink, stream, &cancel).await;
+                let end = session(&shared, conn, &cancel).await;
                 shared.status.disconnected();
                 match end {
                     SessionEnd::Shutdown => break,
@@ -122,8 +121,8 @@ pub(crate) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
                 }
             }
             Ok(Err(e)) => {
-                let reason = url.scrub(&e.to_string());
-                shared.status.error(reason.clone(), server_answered(&e));
+                let reason = url.scrub(&e.reason);
+                shared.status.error(reason.clone(), e.answered);
                 shared.status.disconnected();
                 reason
             }
@@ -172,34 +171,18 @@ pub(crate) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
 
 /// Opens a pub/sub connection and subscribes every channel (one `SUBSCRIBE`, all confirmations
 /// awaited).
-async fn connect(
-    shared: &Shared,
-    channels: &[String],
-) -> Result<(PubSubSink, PubSubStream), RedisError> {
-    let client = shared.config.redis_url.client()?;
-    let (mut sink, stream) = client.get_async_pubsub().await?.split();
-    sink.subscribe(channels).await?;
-    Ok((sink, stream))
+async fn connect(shared: &Shared, channels: &[String]) -> Result<Conn, ConnError> {
+    let client = shared.config.redis_url.client().map_err(|e| ConnError {
+        reason: e.to_string(),
+        answered: false,
+    })?;
+    Conn::subscribe(&client, channels).await
 }
 
 /// True for a configured match channel (the reader hands its payloads off undecoded).
 fn is_match_channel(shared: &Shared, channel: &str) -> bool {
     shared.config.match_channels.iter().any(|c| c == channel)
 }
-
-/// True when the error came from a server that answered (bad password, missing ACL permission),
-/// false when Redis could not be reached at all.
-fn server_answered(e: &RedisError) -> bool {
-    !(e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() || e.is_timeout())
-}
-
-type Ping = std::pin::Pin<
-    Box<
-        dyn std::future::Future<
-                Output = Result<Result<redis::Value, RedisError>, tokio::time::error::Elapsed>,
-            > + Send,
-    >,
->;
 
 /// A catch-up read whose marker has not come back yet.
 struct CatchUp {
@@ -261,12 +244,7 @@ async fn start_catch_up(shared: &Shared, key: &str) -> Result<Option<CatchUp>, S
 }
 
 /// Reads one subscribed connection until it ends.
-async fn session(
-    shared: &Shared,
-    sink: PubSubSink,
-    mut stream: PubSubStream,
-    cancel: &CancellationToken,
-) -> SessionEnd {
+async fn session(shared: &Shared, mut conn: Conn, cancel: &CancellationToken) -> SessionEnd {
     let mut catch_up = match &shared.config.latest_key {
         Some(key) => {
             // Cancel safety: a transaction dropped in flight changes nothing (the key stays,
@@ -291,24 +269,22 @@ async fn session(
         .clamp(MIN_PING_INTERVAL, MAX_PING_INTERVAL);
     let ping_timeout = shared.config.ping_timeout;
     let mut idle_until = tokio::time::Instant::now() + interval;
-    // The ping in flight lives outside `select!` so that a message arriving meanwhile does not
-    // drop (and so forget) it.
-    let mut ping: Option<Ping> = None;
+    // When a `PING` is out: the time its answer is due by.
+    let mut pong_due: Option<tokio::time::Instant> = None;
 
     loop {
         let marker_due = marker_deadline(&catch_up);
         // Cancel safety of every branch: `cancelled()` and `notified()` hold no data (a
-        // `notify_one` permit is passed on if its future is dropped); `stream.next()` is an mpsc
-        // receive, which loses nothing when dropped; both `sleep_until`s are recreated from the
-        // same deadlines; the ping future is only borrowed.
+        // `notify_one` permit is passed on if its future is dropped); `next_frame()` keeps what
+        // it read in its buffer and takes a frame only whole; the `sleep_until`s are recreated
+        // from deadlines kept outside `select!`.
         tokio::select! {
             biased;
             _ = cancel.cancelled() => return SessionEnd::Shutdown,
             _ = shared.restart.notified() => return SessionEnd::Restart,
-            msg = stream.next() => match msg {
-                Some(msg) => {
-                    let channel = msg.get_channel_name();
-                    let payload = msg.get_payload_bytes();
+            frame = conn.next_frame() => match frame {
+                Ok(Frame::Message(msg)) => {
+                    let (channel, payload) = (msg.channel.as_str(), &msg.payload[..]);
                     // The marker is behind whatever arrived first: while messages keep coming,
                     // the connection is alive and the marker not late.
                     if let Some(c) = catch_up.as_mut() {
@@ -327,8 +303,8 @@ async fn session(
                         && payload.len() >= RAW_MIN
                         && is_match_channel(shared, channel)
                     {
-                        // The fast path: handed off raw (the message itself, not a copy),
-                        // decoded by the worker if it survives.
+                        // The fast path: handed off raw (a slice of the read buffer, not a
+                        // copy), decoded by the worker if it survives.
                         intake_raw(shared, msg);
                     } else {
                         // Status channels, small payloads, and match channels while the catch-up
@@ -338,43 +314,34 @@ async fn session(
                                 c.overtaken = true;
                             }
                         }
-                        // Decoding takes a while; give the redis crate's socket driver a turn
-                        // so that, even on a busy or single-threaded runtime, the socket keeps
-                        // draining and Redis' output buffer stays small.
+                        // Decoding takes a while; give other tasks a turn on a busy or
+                        // single-threaded runtime.
                         tokio::task::yield_now().await;
                     }
-                    if ping.is_none() {
+                    if pong_due.is_none() {
                         idle_until = tokio::time::Instant::now() + interval;
                     }
                 }
-                None => {
+                Ok(Frame::Pong) => {
+                    pong_due = None;
+                    idle_until = tokio::time::Instant::now() + interval;
+                }
+                Ok(Frame::Other) => {}
+                Err(e) => {
                     return SessionEnd::Lost {
-                        reason: "connection closed".into(),
+                        reason: shared.config.redis_url.scrub(&e.reason),
                     }
                 }
             },
-            reply = async {
-                match ping.as_mut() {
-                    Some(p) => p.await,
+            _ = async {
+                match pong_due {
+                    Some(at) => tokio::time::sleep_until(at).await,
                     None => std::future::pending().await,
                 }
-            }, if ping.is_some() => {
-                ping = None;
-                match reply {
-                    Ok(Ok(_)) => {
-                        idle_until = tokio::time::Instant::now() + interval;
-                    }
-                    Ok(Err(e)) => {
-                        return SessionEnd::Lost {
-                            reason: format!("PING failed: {}", shared.config.redis_url.scrub(&e.to_string())),
-                        }
-                    }
-                    Err(_) => {
-                        return SessionEnd::Lost {
-                            reason: format!("no reply to PING within {ping_timeout:?}"),
-                        }
-                    }
-                }
+            }, if pong_due.is_some() => {
+                return SessionEnd::Lost {
+                    reason: format!("no reply to PING within {ping_timeout:?}"),
+                };
             }
             _ = async {
                 match marker_due {
@@ -389,11 +356,21 @@ async fn session(
                     ),
                 };
             }
-            _ = tokio::time::sleep_until(idle_until), if ping.is_none() => {
-                let mut sink = sink.clone();
-                ping = Some(Box::pin(async move {
-                    tokio::time::timeout(ping_timeout, sink.ping::<redis::Value>()).await
-                }));
+            _ = tokio::time::sleep_until(idle_until), if pong_due.is_none() => {
+                let sent = tokio::time::timeout(ping_timeout, conn.send_ping()).await;
+                match sent {
+                    Ok(Ok(())) => pong_due = Some(tokio::time::Instant::now() + ping_timeout),
+                    Ok(Err(e)) => {
+                        return SessionEnd::Lost {
+                            reason: format!("PING failed: {}", shared.config.redis_url.scrub(&e.reason)),
+                        }
+                    }
+                    Err(_) => {
+                        return SessionEnd::Lost {
+                            reason: format!("no reply to PING within {ping_timeout:?}"),
+                        }
+                    }
+                }
             }
         }
     }

@@ -76,6 +76,7 @@ pub(crate) async fn run(
                     let _ = job.reply.send(outcome);
                 }
                 Work::Slot(newest, fallbacks) => {
+                    let puts = shared.inbox.puts();
                     let Some((seq, update, kept)) = resolve(&shared, newest, fallbacks) else {
                         continue;
                     };
@@ -98,6 +99,14 @@ pub(crate) async fn run(
                         retry = None;
                     }
                     record(&shared.status, seq, &channel, outcome);
+                    if burst(&shared, puts) {
+                        // Cancel safety: a sleep holds nothing; the slot keeps what arrives.
+                        tokio::select! {
+                            biased;
+                            _ = cancel.cancelled() => return,
+                            _ = tokio::time::sleep(config.burst_pause) => {}
+                        }
+                    }
                 }
             }
         }
@@ -172,6 +181,13 @@ fn decode(shared: &Shared, item: SlotItem) -> Option<(u64, MatchUpdate, SlotItem
             }
         }
     }
+}
+
+/// True when a burst is arriving: enough pub/sub lists came in while the handler applied the
+/// one taken when the slot had seen `puts` items (see [`crate::SubscriberConfig::burst_pause`]).
+fn burst(shared: &Shared, puts: u64) -> bool {
+    !shared.config.burst_pause.is_zero()
+        && shared.inbox.puts().saturating_sub(puts) >= crate::config::BURST_ARRIVALS
 }
 
 /// One word for the log line of a handled snapshot.
