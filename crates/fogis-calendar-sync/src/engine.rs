@@ -24,6 +24,7 @@ use fogis_pubsub::Snapshot;
 use serde::Serialize;
 
 use crate::engine::view::{StateView, ViewWatch};
+use crate::model::People;
 use crate::reconcile::{self, Counts, Plan, Presence, StoredMatch};
 use crate::render::ics::{FeedEvent, FeedOptions};
 use crate::store::holds::Resolution;
@@ -179,6 +180,8 @@ struct Inner {
     pending_holds: u64,
     /// Bumped whenever the mirror changes (the feed's ETag); local to this process.
     generation: u64,
+    /// The one copy of each person the mirror's matches name.
+    people: People,
 }
 
 /// The single writer of the state.
@@ -202,7 +205,8 @@ impl std::fmt::Debug for Engine {
 
 impl Engine {
     pub fn new(store: Store, settings: EngineSettings) -> Result<Engine, StoreError> {
-        let state = shared(store.load_matches()?);
+        let mut people = People::default();
+        let state = shared(store.load_matches(|m| people.share(&mut m.record))?);
         let data_version = store.data_version()?;
         let state_version = store.state_version()?;
         let pending_holds = store.pending_holds()?;
@@ -214,6 +218,7 @@ impl Engine {
             state_version,
             pending_holds,
             generation: 1,
+            people,
         };
         let view = tokio::sync::watch::Sender::new(view_of(&inner, &settings));
         Ok(Engine {
@@ -314,9 +319,9 @@ impl Engine {
                 let writes: Vec<&StoredMatch> = applied.plan.writes().collect();
                 if !writes.is_empty() {
                     for next in writes {
-                        inner
-                            .state
-                            .insert(next.record.match_id, Arc::new(next.clone()));
+                        let mut next = next.clone();
+                        inner.people.share(&mut next.record);
+                        inner.state.insert(next.record.match_id, Arc::new(next));
                     }
                     // The commit bumped it (Store::commit), under the lock taken above.
                     inner.state_version += 1;
@@ -602,7 +607,9 @@ impl Engine {
         let pending_holds = inner.store.pending_holds()?;
         let moved = state_version != inner.state_version;
         if moved {
-            inner.state = shared(inner.store.load_matches()?);
+            let mut people = People::default();
+            inner.state = shared(inner.store.load_matches(|m| people.share(&mut m.record))?);
+            inner.people = people;
             inner.state_version = state_version;
             inner.generation += 1;
         }

@@ -5,6 +5,9 @@
 //! message does not carry keeps the value already stored, so the same list sent in a poorer
 //! form changes nothing; a raw FOGIS referee list replaces the stored one as a whole.
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
 use chrono::{DateTime, LocalResult, TimeZone, Utc};
 use fogis_pubsub::{Kickoff, Match, MatchForm, Referee, TeamContact};
 use serde::{Deserialize, Serialize};
@@ -25,8 +28,10 @@ pub struct MatchRecord {
     pub cancelled: bool,
     pub postponed: bool,
     pub interrupted: bool,
-    pub referees: Vec<Referee>,
-    pub team_contacts: Vec<TeamContact>,
+    /// Shared: the same people appear in many matches, and the engine keeps one copy of each
+    /// ([`People`]).
+    pub referees: Vec<Arc<Referee>>,
+    pub team_contacts: Vec<Arc<TeamContact>>,
 }
 
 impl MatchRecord {
@@ -139,12 +144,14 @@ pub fn normalize(
         new.clone().or_else(|| stored.and_then(|s| old(s).clone()))
     };
     let referees = match &incoming.referees {
-        Some(list) if incoming.form == MatchForm::Raw => list.clone(),
+        Some(list) if incoming.form == MatchForm::Raw => {
+            list.iter().cloned().map(Arc::new).collect()
+        }
         Some(list) => merge_referees(list, stored.map(|s| s.referees.as_slice()).unwrap_or(&[])),
         None => stored.map(|s| s.referees.clone()).unwrap_or_default(),
     };
     let team_contacts = match &incoming.team_contacts {
-        Some(list) => list.clone(),
+        Some(list) => list.iter().cloned().map(Arc::new).collect(),
         None => stored.map(|s| s.team_contacts.clone()).unwrap_or_default(),
     };
     let flag = |new: Option<bool>, old: fn(&MatchRecord) -> bool| {
@@ -172,7 +179,7 @@ pub fn normalize(
 
 /// A lossy referee list (names, perhaps roles) over the stored full one: a referee known by name
 /// keeps their stored details; a new name takes the role of the stored referee in its place.
-fn merge_referees(incoming: &[Referee], stored: &[Referee]) -> Vec<Referee> {
+fn merge_referees(incoming: &[Referee], stored: &[Arc<Referee>]) -> Vec<Arc<Referee>> {
     incoming
         .iter()
         .enumerate()
@@ -180,8 +187,8 @@ fn merge_referees(incoming: &[Referee], stored: &[Referee]) -> Vec<Referee> {
             let known = stored
                 .iter()
                 .find(|s| s.name.trim().eq_ignore_ascii_case(new.name.trim()));
-            match known {
-                Some(old) => overlay(old.clone(), new),
+            Arc::new(match known {
+                Some(old) => overlay((**old).clone(), new),
                 None => {
                     let mut r = new.clone();
                     if r.role.is_none() && r.role_short.is_none() {
@@ -192,7 +199,7 @@ fn merge_referees(incoming: &[Referee], stored: &[Referee]) -> Vec<Referee> {
                     }
                     r
                 }
-            }
+            })
         })
         .collect()
 }
@@ -212,6 +219,54 @@ fn overlay(mut base: Referee, new: &Referee) -> Referee {
         address
     );
     base
+}
+
+/// One copy of each referee and team contact, shared by every match that names them: a state
+/// of many matches names the same few people again and again (50,000 matches took 3.9 KB each
+/// in memory with a copy per match; BENCHMARKS.md, large state).
+#[derive(Debug, Default)]
+pub struct People {
+    referees: HashSet<Arc<Referee>>,
+    contacts: HashSet<Arc<TeamContact>>,
+    /// Size of both sets after the last sweep of people no match names any more.
+    swept_at: usize,
+}
+
+impl People {
+    /// Points `record`'s people at the shared copies (adding the ones not seen yet).
+    pub fn share(&mut self, record: &mut MatchRecord) {
+        for r in &mut record.referees {
+            share_one(&mut self.referees, r);
+        }
+        for c in &mut record.team_contacts {
+            share_one(&mut self.contacts, c);
+        }
+        let size = self.referees.len() + self.contacts.len();
+        if size > 2 * self.swept_at.max(512) {
+            // Only this set holds them: no stored match names them any more.
+            self.referees.retain(|r| Arc::strong_count(r) > 1);
+            self.contacts.retain(|c| Arc::strong_count(c) > 1);
+            self.swept_at = self.referees.len() + self.contacts.len();
+        }
+    }
+
+    /// How many distinct people are kept.
+    pub fn len(&self) -> usize {
+        self.referees.len() + self.contacts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn share_one<T: Eq + std::hash::Hash>(set: &mut HashSet<Arc<T>>, item: &mut Arc<T>) {
+    match set.get(&**item) {
+        Some(shared) => *item = shared.clone(),
+        None => {
+            set.insert(item.clone());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -295,6 +350,7 @@ mod tests {
                 ..Default::default()
             },
         ];
+        let previous: Vec<Arc<Referee>> = previous.into_iter().map(Arc::new).collect();
         let merged = merge_referees(&incoming, &previous);
         assert_eq!(merged[0], previous[0]);
         assert_eq!(merged[1].name, "C");
@@ -329,10 +385,10 @@ mod tests {
         let base = normalize(&snapshot("processor_match_updates.json")[0], None, TZ).unwrap();
         let h = base.content_hash();
         let mut changed = base.clone();
-        changed.referees[1].mobile = Some("0709999999".into());
+        Arc::make_mut(&mut changed.referees[1]).mobile = Some("0709999999".into());
         assert_ne!(changed.content_hash(), h);
         let mut changed = base.clone();
-        changed.team_contacts[0].email = None;
+        Arc::make_mut(&mut changed.team_contacts[0]).email = None;
         assert_ne!(changed.content_hash(), h);
         let mut changed = base.clone();
         changed.venue = Some("Elsewhere".into());
@@ -379,5 +435,52 @@ mod tests {
         );
         assert!(d.ends_with("Match Details: https://www.svenskfotboll.se/matchfakta/6186203/"));
         assert_eq!(r.title(), "IFK Göteborg - Falkenbergs FF");
+    }
+
+    #[test]
+    fn people_named_by_many_matches_are_kept_once() {
+        let base = normalize(&snapshot("processor_match_updates.json")[0], None, TZ).unwrap();
+        assert!(!base.referees.is_empty() && !base.team_contacts.is_empty());
+        let mut people = People::default();
+        let mut records: Vec<MatchRecord> = (0..3)
+            .map(|i| {
+                // Each a separate copy, as decoded or loaded.
+                let mut r = base.clone();
+                r.match_id = i;
+                r.referees = base
+                    .referees
+                    .iter()
+                    .map(|p| Arc::new((**p).clone()))
+                    .collect();
+                r
+            })
+            .collect();
+        for r in &mut records {
+            people.share(r);
+        }
+        for r in &records[1..] {
+            for (a, b) in r.referees.iter().zip(&records[0].referees) {
+                assert!(Arc::ptr_eq(a, b), "one copy of each referee");
+            }
+        }
+        let distinct = people.len();
+        assert_eq!(distinct, base.referees.len() + base.team_contacts.len());
+        // Sharing changes nothing a record shows.
+        assert_eq!(records[0].content_hash(), {
+            let mut r = base.clone();
+            r.match_id = 0;
+            r.content_hash()
+        });
+        // People no match names any more are swept once the set has grown enough.
+        drop(records);
+        let mut other = base.clone();
+        for i in 0..2000 {
+            other.referees = vec![Arc::new(Referee {
+                name: format!("Referee {i}"),
+                ..Referee::default()
+            })];
+            people.share(&mut other);
+        }
+        assert!(people.len() < 2000, "swept: {}", people.len());
     }
 }

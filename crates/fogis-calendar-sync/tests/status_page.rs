@@ -374,14 +374,20 @@ fn hostile_page() -> (String, usize) {
             mobile: Some(next()),
             email: Some(next()),
             ..Default::default()
-        }],
+        }]
+        .into_iter()
+        .map(std::sync::Arc::new)
+        .collect(),
         team_contacts: vec![TeamContact {
             team: Some(next()),
             name: next(),
             mobile: Some(next()),
             email: Some(next()),
             ..Default::default()
-        }],
+        }]
+        .into_iter()
+        .map(std::sync::Arc::new)
+        .collect(),
     };
     let stored = StoredMatch {
         hash: record.content_hash(),

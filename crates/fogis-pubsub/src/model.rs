@@ -32,7 +32,7 @@ pub enum MatchForm {
 }
 
 /// A postal address.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Address {
     pub street: Option<String>,
     pub postal_code: Option<String>,
@@ -47,7 +47,7 @@ impl Address {
 }
 
 /// A referee assigned to a match.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Referee {
     pub name: String,
     /// Long role name (`Huvuddomare`, `Assisterande 1`).
@@ -65,7 +65,7 @@ pub struct Referee {
 }
 
 /// A team's contact person.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct TeamContact {
     pub team: Option<String>,
     pub name: String,

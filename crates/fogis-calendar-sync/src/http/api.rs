@@ -612,12 +612,18 @@ mod tests {
                 mobile: Some("070-123 45 67".into()),
                 email: Some(format!("ref{id}@example.se")),
                 ..Referee::default()
-            }],
+            }]
+            .into_iter()
+            .map(std::sync::Arc::new)
+            .collect(),
             team_contacts: vec![TeamContact {
                 name: format!("Contact {id}"),
                 mobile: Some("073-765 43 21".into()),
                 ..TeamContact::default()
-            }],
+            }]
+            .into_iter()
+            .map(std::sync::Arc::new)
+            .collect(),
         };
         Arc::new(StoredMatch {
             hash: record.content_hash(),

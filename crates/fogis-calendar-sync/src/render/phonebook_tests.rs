@@ -44,7 +44,7 @@ fn stored(
         cancelled: false,
         postponed: false,
         interrupted: false,
-        referees,
+        referees: referees.into_iter().map(std::sync::Arc::new).collect(),
         team_contacts: Vec::new(),
     };
     StoredMatch {

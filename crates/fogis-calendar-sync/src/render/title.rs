@@ -136,7 +136,10 @@ mod tests {
                     referee_number: Some(" 222 ".into()),
                     ..Referee::default()
                 },
-            ],
+            ]
+            .into_iter()
+            .map(std::sync::Arc::new)
+            .collect(),
             team_contacts: vec![],
         }
     }

@@ -14,8 +14,12 @@ pub struct CommitExtra<'a> {
 }
 
 impl Store {
-    /// Every stored match.
-    pub fn load_matches(&self) -> Result<HashMap<i64, StoredMatch>, StoreError> {
+    /// Every stored match, each passed through `prepare` as it is read (so that what it frees,
+    /// such as copies of shared people, is freed before the next row is read).
+    pub fn load_matches(
+        &self,
+        mut prepare: impl FnMut(&mut StoredMatch),
+    ) -> Result<HashMap<i64, StoredMatch>, StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT match_id, record, hash, presence, sequence, created_at, changed_at, last_action
              FROM matches",
@@ -36,7 +40,7 @@ impl Store {
         for row in rows {
             let (match_id, record, hash, presence, sequence, created, changed, action) = row?;
             let bad = |reason: String| StoreError::BadRow { match_id, reason };
-            let stored = StoredMatch {
+            let mut stored = StoredMatch {
                 record: serde_json::from_str(&record).map_err(|e| bad(e.to_string()))?,
                 hash,
                 presence: Presence::parse(&presence)
@@ -47,6 +51,7 @@ impl Store {
                 last_action: Action::parse(&action)
                     .ok_or_else(|| bad(format!("unknown action {action:?}")))?,
             };
+            prepare(&mut stored);
             out.insert(match_id, stored);
         }
         Ok(out)
