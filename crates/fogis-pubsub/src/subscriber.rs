@@ -126,6 +126,12 @@ pub struct MatchUpdate {
     pub channel: String,
     pub snapshot: Snapshot,
     pub received_at: DateTime<Utc>,
+    /// A copy of an earlier list, not a live one: the catch-up key, or a stream entry delivered
+    /// again (pending from before a restart, or claimed from a dead consumer). Lists applied
+    /// since may be newer, so the application should order it by its timestamp and not let it
+    /// turn the state back. Live lists arrive in publish order and need no such check (a
+    /// publisher's clock may step back).
+    pub replay: bool,
 }
 
 /// What the handler did with a snapshot; drives the counters of [`SubscriberStatus`].

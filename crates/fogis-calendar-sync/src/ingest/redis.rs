@@ -59,9 +59,10 @@ impl CalendarTarget {
         tracing::info!(%channel, "🗓️ Triggering calendar sync for {} matches...", update.snapshot.matches.len());
         let work = move || {
             let mode = crate::engine::ApplyMode {
-                // Only the catch-up copy is ordered by its timestamp: live lists arrive in
+                // Only copies of earlier lists (the catch-up key, a stream entry delivered
+                // again after a restart) are ordered by their timestamp: live lists arrive in
                 // publish order, and the publisher's clock may step back (PROTOCOL.md 7).
-                catch_up: update.channel.starts_with(fogis_pubsub::CATCH_UP_PREFIX),
+                catch_up: update.replay,
                 ..crate::engine::ApplyMode::default()
             };
             let r = engine.apply_with(&update.snapshot, &origin, mode, Utc::now());

@@ -16,6 +16,7 @@ fn update(id: &str) -> MatchUpdate {
             metadata: serde_json::Value::Null,
         },
         received_at: Utc::now(),
+        replay: false,
     }
 }
 

@@ -263,6 +263,7 @@ pub(super) fn intake(shared: &Shared, channel: &str, payload: &[u8]) -> bool {
         channel: channel.to_string(),
         snapshot,
         received_at,
+        replay: channel.starts_with(super::CATCH_UP_PREFIX),
     };
     put(shared, SlotItem::Update(seq, update));
     true

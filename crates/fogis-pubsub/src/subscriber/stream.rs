@@ -227,7 +227,10 @@ impl Consumer {
         conn: &mut MultiplexedConnection,
         cancel: &CancellationToken,
     ) -> Result<(), Fail> {
-        let mut round = Round::default();
+        let mut round = Round {
+            replay: true,
+            ..Round::default()
+        };
         loop {
             let from = self.pending_from.clone().unwrap_or_else(|| "0".into());
             let entries = self.xreadgroup(conn, &from, None, cancel).await?;
@@ -294,7 +297,10 @@ impl Consumer {
             tracing::info!(stream = %self.config.key, "claimed {n} entries idle longer than {:?}", self.config.claim_idle);
             self.shared.status.stream(|s| s.claimed += n);
         }
-        let mut round = Round::default();
+        let mut round = Round {
+            replay: true,
+            ..Round::default()
+        };
         if self.take(conn, &mut round, claimed.entries, cancel).await? {
             self.hand_candidate(conn, round, cancel).await?;
         }
@@ -315,7 +321,7 @@ impl Consumer {
         let n = entries.len() as u64;
         self.shared.status.stream(|s| s.delivered += n);
         for entry in entries {
-            let Some(candidate) = self.sort(entry, &mut round.done) else {
+            let Some(candidate) = self.sort(entry, &mut round.done, round.replay) else {
                 continue;
             };
             if self.config.coalesce {
@@ -350,7 +356,7 @@ impl Consumer {
     }
 
     /// Decodes one entry. Everything that is not a snapshot is recorded and put on `done`.
-    fn sort(&self, entry: Entry, done: &mut Vec<String>) -> Option<Candidate> {
+    fn sort(&self, entry: Entry, done: &mut Vec<String>, replay: bool) -> Option<Candidate> {
         let received_at = Utc::now();
         let channel = self.channel.as_str();
         let status = &self.shared.status;
@@ -375,6 +381,7 @@ impl Consumer {
                     channel: self.channel.clone(),
                     snapshot,
                     received_at,
+                    replay,
                 },
                 id: entry.id,
             }),
@@ -501,4 +508,6 @@ struct Round {
     candidate: Option<Candidate>,
     /// Older snapshots of this round, acknowledged with the candidate.
     superseded_by_candidate: Vec<String>,
+    /// Entries delivered again (own pending, claimed): see [`MatchUpdate::replay`].
+    replay: bool,
 }

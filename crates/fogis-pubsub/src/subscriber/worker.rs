@@ -174,6 +174,8 @@ fn decode(shared: &Shared, item: SlotItem) -> Option<(u64, MatchUpdate, SlotItem
                         channel: channel.to_string(),
                         snapshot,
                         received_at: raw.received_at,
+                        // Raw payloads are live messages (catch-up copies are decoded at once).
+                        replay: false,
                     };
                     Some((raw.seq, update, SlotItem::Raw(raw)))
                 }
