@@ -21,8 +21,17 @@ fn main() {
     engine
         .apply(&decode(&first).unwrap(), "redis:bench", false)
         .unwrap();
+    // Argument 2: milliseconds between rounds (default 0), as lists arrive in the steady
+    // benchmark (5 ms): caches and CPU clocks cool down in between.
+    let gap = Duration::from_millis(
+        std::env::args()
+            .nth(2)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(0),
+    );
     let (mut decodes, mut applies) = (vec![], vec![]);
     for i in 1..=rounds {
+        std::thread::sleep(gap);
         let bytes = template.message(i, Utc::now());
         let started = Instant::now();
         let snapshot = decode(&bytes).unwrap();
