@@ -477,7 +477,7 @@ fn hostile_page() -> (String, usize) {
             token_required: true,
         },
         redis,
-        matches: vec![stored],
+        matches: vec![stored.into()],
         log: Ok(log),
         sinks,
         pull,

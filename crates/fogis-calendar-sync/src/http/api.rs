@@ -166,7 +166,10 @@ pub(super) async fn contacts(
 ) -> Result<Response, ApiError> {
     let (view, feeds) = (state.engine.view(), state.feeds.clone());
     let user = state.user_referee_number.clone();
-    // Building and digesting the phonebook is CPU work: off the async threads.
+    // Building and digesting the phonebook is CPU work over every stored match: off the async
+    // threads, and through the same gate as the `/matches` pages, so that parallel requests on
+    // a large state take their turn instead of every core at once.
+    let _turn = state.pages.enter().await?;
     let validated = tokio::task::spawn_blocking(move || {
         let now = chrono::Utc::now();
         let book = crate::render::phonebook::phonebook(&view.matches, user.as_deref(), now);
@@ -408,7 +411,8 @@ fn strip_personal(record: &mut Value) {
 /// Most matches one `/matches` answer carries (`?limit=`), and the default.
 pub const MATCHES_PAGE_MAX: usize = 1000;
 
-/// How many `/matches` pages are built at once. A page of 1,000 matches is ~5 MB of JSON and
+/// How many `/matches` pages (and phonebooks and status pages, which also walk every match) are
+/// built at once. A page of 1,000 matches is ~5 MB of JSON and
 /// tens of milliseconds of one core: built all at once, 16 parallel requests took every core
 /// from the async threads (`/health` waited behind them) and held 16 pages in memory. Further
 /// requests wait their turn (in arrival order) instead of being refused: a client walking the
@@ -449,7 +453,7 @@ impl PageGate {
     }
 
     /// Waits for a turn; the permit is held until the page is built.
-    async fn enter(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    pub(crate) async fn enter(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
         self.waiting.fetch_add(1, Ordering::Relaxed);
         let permit = self.permits.clone().acquire_owned().await;
         self.waiting.fetch_sub(1, Ordering::Relaxed);

@@ -19,6 +19,8 @@ mod html;
 mod pull;
 mod sections;
 
+use std::sync::Arc;
+
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -43,7 +45,8 @@ pub struct View {
     pub agenda: AgendaContext,
     pub links: Links,
     pub redis: SubscriberStatus,
-    pub matches: Vec<StoredMatch>,
+    /// The view's matches, shared with it (no copy per request).
+    pub matches: Vec<Arc<StoredMatch>>,
     /// The sync log, newest first, or why it could not be read.
     pub log: Result<Vec<LogEntry>, String>,
     pub sinks: Vec<SinkStatus>,
@@ -116,31 +119,36 @@ pub(crate) async fn page(
     let redis = state.subscriber.status();
     let engine = state.engine.clone();
     let sinks = state.sinks.clone();
-    let (matches, log, sinks) = tokio::task::spawn_blocking(move || {
+    let matches = state.engine.view().matches.clone();
+    let pull = state.pull.status();
+    // The page walks every stored match: it takes its turn like a `/matches` page, and the log
+    // (SQL) and the rendering (CPU) run off the async threads.
+    let _turn = state.pages.enter().await?;
+    let page = tokio::task::spawn_blocking(move || {
         let log = engine
             .recent_log(LAST_MESSAGES)
             .map_err(|e| format!("the sync log cannot be read: {e}"));
-        (engine.matches(), log, sinks.snapshot())
+        let settings = engine.settings();
+        let view = View {
+            calendar_name: settings.calendar_name.clone(),
+            agenda: AgendaContext {
+                now: Utc::now(),
+                tz: settings.timezone,
+                match_duration: settings.match_duration,
+                personal,
+            },
+            links,
+            redis,
+            matches,
+            log,
+            sinks: sinks.snapshot(),
+            pull,
+        };
+        render(&view)
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let settings = state.engine.settings();
-    let view = View {
-        calendar_name: settings.calendar_name.clone(),
-        agenda: AgendaContext {
-            now: Utc::now(),
-            tz: settings.timezone,
-            match_duration: settings.match_duration,
-            personal,
-        },
-        links,
-        redis,
-        matches,
-        log,
-        sinks,
-        pull: state.pull.status(),
-    };
-    let mut resp = axum::response::Html(render(&view)).into_response();
+    let mut resp = axum::response::Html(page).into_response();
     let h = resp.headers_mut();
     // The page may hold personal data and a token in its links: keep it out of caches and
     // referrers, and allow nothing but its own inline style.

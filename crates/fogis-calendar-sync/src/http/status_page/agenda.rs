@@ -6,6 +6,8 @@
 //! withdrawn match is no longer in the feed; it is listed (struck through) only while that
 //! change is recent, so a referee sees why it left the calendar.
 
+use std::borrow::Borrow;
+
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 use maud::{html, Markup};
@@ -54,16 +56,20 @@ pub fn highlight(m: &StoredMatch, now: DateTime<Utc>) -> Option<(&'static str, S
 }
 
 /// The matches the agenda lists, in kick-off order.
-pub fn upcoming<'a>(matches: &'a [StoredMatch], cx: &AgendaContext) -> Vec<&'a StoredMatch> {
+pub fn upcoming<'a, M: Borrow<StoredMatch>>(
+    matches: &'a [M],
+    cx: &AgendaContext,
+) -> Vec<&'a StoredMatch> {
     matches
         .iter()
+        .map(Borrow::borrow)
         .filter(|m| m.record.start + cx.match_duration > cx.now)
         .filter(|m| m.presence.in_feed() || cx.now - m.changed_at <= RECENT)
         .collect()
 }
 
 /// The agenda section's body.
-pub fn render(matches: &[StoredMatch], cx: &AgendaContext) -> Markup {
+pub fn render<M: Borrow<StoredMatch>>(matches: &[M], cx: &AgendaContext) -> Markup {
     let list = upcoming(matches, cx);
     if list.is_empty() {
         return html! {
@@ -187,7 +193,7 @@ fn team_contacts(m: &StoredMatch, personal: bool) -> Markup {
 }
 
 /// A one-line summary of the next match, for the banner.
-pub fn next_line(matches: &[StoredMatch], cx: &AgendaContext) -> Option<Markup> {
+pub fn next_line<M: Borrow<StoredMatch>>(matches: &[M], cx: &AgendaContext) -> Option<Markup> {
     let next = upcoming(matches, cx)
         .into_iter()
         .find(|m| m.presence.in_feed() && !m.record.cancelled)?;
@@ -285,7 +291,7 @@ mod tests {
         assert_eq!(listed, [0, 3, 4]);
         let html = render(&matches, &cx).into_string();
         assert!(html.contains("removed from your list"), "{html}");
-        assert!(render(&[], &cx)
+        assert!(render::<StoredMatch>(&[], &cx)
             .into_string()
             .contains("No upcoming matches"));
     }
