@@ -376,7 +376,11 @@ async fn an_oversized_payload_is_rejected_without_reaching_the_handler() {
         .publish("fogis_matches", fixture("seed_flat.json"))
         .await
         .expect("published");
-    eventually("the valid update", T, || recorder.update_count() == 1).await;
+    // The status counts an update once the handler has returned, after the recorder saw it.
+    eventually("the valid update, counted", T, || {
+        recorder.update_count() == 1 && handle.status().messages_applied == 1
+    })
+    .await;
     let s = handle.status();
     assert_eq!(s.messages_rejected, 2);
     assert_eq!(s.messages_received, 3);
