@@ -18,8 +18,8 @@
 //!
 //! Catch-up (see the [parent module](super) for why this order): after `SUBSCRIBE` is confirmed,
 //! one transaction on the probe publisher's connection reads `latest_key` and publishes a marker
-//! on the private probe channel. Live messages keep flowing meanwhile (they wait in the socket
-//! while the transaction runs). When the marker comes back, the key's snapshot is handed
+//! on the private probe channel. Live messages are read meanwhile (a marker that arrives before
+//! the transaction's own reply is kept until the reply is in). When the marker comes back, the key's snapshot is handed
 //! over unless a live snapshot came first. A marker that does not come back after
 //! `ping_timeout` of silence means the subscription is broken: the connection is abandoned like
 //! one that stopped answering `PING`. A Redis that refuses the read (`NOPERM`, `WRONGTYPE`) is reported
@@ -213,9 +213,17 @@ impl CatchUp {
     }
 }
 
+/// How every catch-up marker starts.
+const CATCH_UP_TOKEN: &str = "catch-up:";
+
+/// A catch-up read in flight.
+type CatchUpStart<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Option<CatchUp>, SessionEnd>> + Send + 'a>,
+>;
+
 /// Reads the latest key and publishes the marker (one transaction).
 async fn start_catch_up(shared: &Shared, key: &str) -> Result<Option<CatchUp>, SessionEnd> {
-    let token = format!("catch-up:{}", uuid::Uuid::new_v4());
+    let token = format!("{CATCH_UP_TOKEN}{}", uuid::Uuid::new_v4());
     let read = shared
         .publisher
         .read_latest(key, &shared.probe_channel, &token)
@@ -245,23 +253,20 @@ async fn start_catch_up(shared: &Shared, key: &str) -> Result<Option<CatchUp>, S
 
 /// Reads one subscribed connection until it ends.
 async fn session(shared: &Shared, mut conn: Conn, cancel: &CancellationToken) -> SessionEnd {
-    let mut catch_up = match &shared.config.latest_key {
-        Some(key) => {
-            // Cancel safety: a transaction dropped in flight changes nothing (the key stays,
-            // a marker nobody waits for is ignored).
-            let started = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return SessionEnd::Shutdown,
-                _ = shared.restart.notified() => return SessionEnd::Restart,
-                r = start_catch_up(shared, key) => r,
-            };
-            match started {
-                Ok(c) => c,
-                Err(end) => return end,
-            }
-        }
-        None => None,
-    };
+    // The catch-up read runs while the connection is read: a burst under way keeps draining,
+    // and Redis never holds our messages back while the transaction is out.
+    let mut catch_up: Option<CatchUp> = None;
+    // Cancel safety: a transaction dropped in flight changes nothing (the key stays, a marker
+    // nobody waits for is ignored).
+    let mut starting: Option<CatchUpStart<'_>> = shared
+        .config
+        .latest_key
+        .as_deref()
+        .map(|key| Box::pin(start_catch_up(shared, key)) as CatchUpStart<'_>);
+    // While the read is out: a snapshot arrived (it overtakes the key), and a marker that came
+    // back before the transaction's reply did.
+    let mut overtaken_early = false;
+    let mut early_marker: Option<bytes::Bytes> = None;
     let marker_deadline = |c: &Option<CatchUp>| c.as_ref().map(|c| c.deadline);
     let interval = shared
         .config
@@ -277,11 +282,34 @@ async fn session(shared: &Shared, mut conn: Conn, cancel: &CancellationToken) ->
         // Cancel safety of every branch: `cancelled()` and `notified()` hold no data (a
         // `notify_one` permit is passed on if its future is dropped); `next_frame()` keeps what
         // it read in its buffer and takes a frame only whole; the `sleep_until`s are recreated
-        // from deadlines kept outside `select!`.
+        // from deadlines kept outside `select!`; the catch-up read is kept outside it and only
+        // borrowed.
         tokio::select! {
             biased;
             _ = cancel.cancelled() => return SessionEnd::Shutdown,
             _ = shared.restart.notified() => return SessionEnd::Restart,
+            // Before the frames: under a burst the connection always has one ready, and the
+            // read must still make progress.
+            started = async {
+                match starting.as_mut() {
+                    Some(f) => f.await,
+                    None => std::future::pending().await,
+                }
+            }, if starting.is_some() => {
+                starting = None;
+                match started {
+                    Ok(Some(mut c)) => {
+                        c.overtaken |= overtaken_early;
+                        if early_marker.take().is_some_and(|m| m == c.token.as_bytes()) {
+                            c.finish(shared);
+                        } else {
+                            catch_up = Some(c);
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(end) => return end,
+                }
+            }
             frame = conn.next_frame() => match frame {
                 Ok(Frame::Message(msg)) => {
                     let (channel, payload) = (msg.channel.as_str(), &msg.payload[..]);
@@ -290,7 +318,9 @@ async fn session(shared: &Shared, mut conn: Conn, cancel: &CancellationToken) ->
                     if let Some(c) = catch_up.as_mut() {
                         c.deadline = tokio::time::Instant::now() + shared.config.ping_timeout;
                     }
-                    if channel == shared.probe_channel {
+                    if channel == shared.probe_channel && starting.is_some() && payload.starts_with(CATCH_UP_TOKEN.as_bytes()) {
+                        early_marker = Some(msg.payload.clone());
+                    } else if channel == shared.probe_channel {
                         let marker = catch_up.as_ref().is_some_and(|c| c.token.as_bytes() == payload);
                         match catch_up.take() {
                             Some(c) if marker => c.finish(shared),
@@ -300,6 +330,7 @@ async fn session(shared: &Shared, mut conn: Conn, cancel: &CancellationToken) ->
                             }
                         }
                     } else if catch_up.is_none()
+                        && starting.is_none()
                         && payload.len() >= RAW_MIN
                         && is_match_channel(shared, channel)
                     {
@@ -312,6 +343,8 @@ async fn session(shared: &Shared, mut conn: Conn, cancel: &CancellationToken) ->
                         if intake(shared, channel, payload) {
                             if let Some(c) = catch_up.as_mut() {
                                 c.overtaken = true;
+                            } else if starting.is_some() {
+                                overtaken_early = true;
                             }
                         }
                         // Decoding takes a while; give other tasks a turn on a busy or
