@@ -380,6 +380,19 @@ fn number(line: &[u8]) -> Result<i64, ConnError> {
         .ok_or_else(|| ConnError::lost("a malformed length or integer from Redis"))
 }
 
+/// A `$` or `*` length: `None` for the null value (-1), an error past `max`.
+fn length(line: &[u8], max: usize, what: &str) -> Result<Option<usize>, ConnError> {
+    let n = number(line)?;
+    if n < 0 {
+        return Ok(None);
+    }
+    let n = usize::try_from(n).unwrap_or(usize::MAX);
+    if n > max {
+        return Err(ConnError::lost(format!("{n} {what} announced by Redis")));
+    }
+    Ok(Some(n))
+}
+
 fn scan(buf: &[u8], at: usize, spans: &mut Vec<Span>, depth: usize) -> Result<Scan, ConnError> {
     if depth > 4 {
         return Err(ConnError::lost("RESP nested too deep"));
@@ -406,17 +419,10 @@ fn scan(buf: &[u8], at: usize, spans: &mut Vec<Span>, depth: usize) -> Result<Sc
             Ok(Scan::Done(next))
         }
         b'$' => {
-            let len = number(line)?;
-            if len < 0 {
+            let Some(len) = length(line, MAX_BULK, "bytes in a bulk string")? else {
                 spans.push(Span::Bulk(None));
                 return Ok(Scan::Done(next));
-            }
-            let len = usize::try_from(len).unwrap_or(usize::MAX);
-            if len > MAX_BULK {
-                return Err(ConnError::lost(format!(
-                    "a bulk string of {len} bytes announced by Redis"
-                )));
-            }
+            };
             let end = next + len;
             if buf.len() < end + 2 {
                 return Ok(Scan::Incomplete(end + 2));
@@ -428,17 +434,10 @@ fn scan(buf: &[u8], at: usize, spans: &mut Vec<Span>, depth: usize) -> Result<Sc
             Ok(Scan::Done(end + 2))
         }
         b'*' => {
-            let n = number(line)?;
-            if n < 0 {
+            let Some(n) = length(line, MAX_ARRAY, "elements in an array")? else {
                 spans.push(Span::Bulk(None));
                 return Ok(Scan::Done(next));
-            }
-            let n = usize::try_from(n).unwrap_or(usize::MAX);
-            if n > MAX_ARRAY {
-                return Err(ConnError::lost(format!(
-                    "an array of {n} elements from Redis"
-                )));
-            }
+            };
             spans.push(Span::Array(n));
             let mut pos = next;
             for _ in 0..n {
