@@ -502,3 +502,40 @@ async fn a_closure_handler_that_panics_does_not_stop_the_subscriber() {
         s.recent
     );
 }
+
+/// A Redis reached over its Unix socket (`redis+unix://`, read by the subscriber's own frame
+/// reader like TCP): subscribed, catch-up read, a published list handled, PING answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_on_a_unix_socket_delivers_like_tcp() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("redis.sock");
+    let redis = RedisServer::options()
+        .arg("--unixsocket")
+        .arg(socket.display().to_string())
+        .arg("--unixsocketperm")
+        .arg("700")
+        .start();
+    let recorder = Recorder::new();
+    let config = SubscriberConfig {
+        ping_interval: Duration::from_millis(100),
+        // A pong that never came would drop the connection well within the wait below.
+        ping_timeout: Duration::from_millis(200),
+        ..config_for(&format!("redis+unix://{}", socket.display()))
+    };
+    let handle = drive(config, recorder.clone());
+    connected(&handle, T).await;
+    let receivers = publisher_for(&redis)
+        .publish("fogis_matches", fixture("seed_flat.json"))
+        .await
+        .expect("published");
+    assert_eq!(
+        receivers, 1,
+        "the unix-socket subscriber is the one receiver"
+    );
+    eventually("the update", T, || recorder.update_count() == 1).await;
+    // Idle pings go out and come back on the same socket: the connection stays up.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let s = handle.status();
+    assert!(s.connected, "{s:?}");
+    assert_eq!(s.reconnect_count, 0, "{s:?}");
+}
