@@ -218,6 +218,7 @@ impl Conn {
                 write.write_all(bytes).await.map_err(ConnError::io)?;
                 write.flush().await.map_err(ConnError::io)
             }
+            // Not called: the redis crate writes its own commands on a TLS connection.
             Conn::Crate { .. } => Ok(()),
         }
     }

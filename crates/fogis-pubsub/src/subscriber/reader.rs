@@ -19,8 +19,8 @@
 //! Catch-up (see the [parent module](super) for why this order): after `SUBSCRIBE` is confirmed,
 //! one transaction on the probe publisher's connection reads `latest_key` and publishes a marker
 //! on the private probe channel. Live messages are read meanwhile (a marker that arrives before
-//! the transaction's own reply is kept until the reply is in). When the marker comes back, the key's snapshot is handed
-//! over unless a live snapshot came first. A marker that does not come back after
+//! the transaction's own reply is kept until the reply is in). When the marker comes back, the
+//! key's snapshot is handed over unless a live snapshot came first. A marker that does not come back after
 //! `ping_timeout` of silence means the subscription is broken: the connection is abandoned like
 //! one that stopped answering `PING`. A Redis that refuses the read (`NOPERM`, `WRONGTYPE`) is reported
 //! and the session goes on without catch-up, since reconnecting would not change the answer.
